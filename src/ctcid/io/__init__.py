@@ -1,0 +1,32 @@
+"""Reading instrument exports, and the cell dataset store every later step reads."""
+
+from __future__ import annotations
+
+from ._atomic import atomic_dir, atomic_write_bytes, atomic_write_text
+from .imread import Image, read_image, sniff_format, to_uint16
+from .ingest import IngestOptions, IngestResult, fit_to_size, ingest
+from .layouts import CLASSES, LAYOUTS, CellSource, IngestPlan, Rejection, detect_layout, plan_ingest
+from .store import CellDataset, DatasetWriter
+
+__all__ = [
+    "CLASSES",
+    "LAYOUTS",
+    "CellDataset",
+    "CellSource",
+    "DatasetWriter",
+    "Image",
+    "IngestOptions",
+    "IngestPlan",
+    "IngestResult",
+    "Rejection",
+    "atomic_dir",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "detect_layout",
+    "fit_to_size",
+    "ingest",
+    "plan_ingest",
+    "read_image",
+    "sniff_format",
+    "to_uint16",
+]

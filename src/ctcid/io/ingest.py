@@ -1,0 +1,379 @@
+"""Ingest: decode an export once into a packed, memory-mapped cell dataset.
+
+Cells are decoded in parallel worker processes, in order, in bounded batches, so memory stays
+flat however large the export is. Every crop is brought to one square size (centre-padded or
+cropped, or resized with its scale recorded), converted to uint16, and given QC flags.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import CtcidError, InputError
+from ._atomic import atomic_dir
+from .imread import Image, as_planes, read_image, to_uint16
+from .layouts import LAYOUTS, CellSource, IngestPlan, Rejection, plan_ingest
+from .store import REJECTED_FILE, DatasetWriter
+
+__all__ = ["IngestOptions", "IngestResult", "fit_to_size", "ingest"]
+
+FIT_MODES = ("pad", "resize")
+ON_ERROR = ("stop", "skip")
+_BATCH = 128
+
+
+@dataclass
+class IngestOptions:
+    """Every option of ``ctcid ingest`` (also the ``ingest`` section of a YAML config).
+
+    Attributes
+    ----------
+    layout
+        ``auto``, ``deparray``, ``manifest``, ``stack`` or ``class-folders``.
+    channels
+        Channels to keep, in order; ``None`` keeps every channel found.
+    channel_map
+        Source name -> channel name (``FITC=CK``); for class folders, component -> name (``R=CK``).
+    label_map
+        Label or folder name -> ``ctc``/``wbc`` (``noCTC=wbc``).
+    labels
+        A labels CSV; default ``labels.csv`` in the source folder when present.
+    size
+        Crop size in px; ``None`` takes the most common size among the first cells.
+    fit
+        ``pad``: centre-pad smaller crops (with the border median) and centre-crop larger ones;
+        ``resize``: scale the longer side to ``size`` (scale recorded per cell), then pad.
+    pixel_size_um
+        Pixel size of the source images (DEPArray: 0.64 um).
+    channel_axis
+        For ``stack``: ``first`` (C x H x W), ``last`` (H x W x C) or ``auto``.
+    sample_regex
+        For ``stack``/``class-folders`` without sample folders: regex whose first group is the sample id.
+    on_error
+        ``stop`` at the first bad file (nothing written), or ``skip`` it and list it in ``rejected.csv``.
+    workers
+        Decoding processes; ``None`` uses every available core, 0 decodes in this process.
+    """
+
+    layout: str = "auto"
+    channels: list[str] | None = None
+    channel_map: dict[str, str] = field(default_factory=dict)
+    label_map: dict[str, str] = field(default_factory=dict)
+    labels: str | None = None
+    size: int | None = None
+    fit: str = "pad"
+    pixel_size_um: float = 0.64
+    channel_axis: str = "auto"
+    sample_regex: str | None = None
+    on_error: str = "stop"
+    workers: int | None = None
+
+    def validate(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise CtcidError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.fit not in FIT_MODES:
+            raise CtcidError(f"--fit must be one of {', '.join(FIT_MODES)}, got {self.fit!r}")
+        if self.on_error not in ON_ERROR:
+            raise CtcidError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
+        if self.channel_axis not in ("auto", "first", "last"):
+            raise CtcidError(f"--channel-axis must be auto, first or last, got {self.channel_axis!r}")
+        if self.size is not None and not 8 <= self.size <= 1024:
+            raise CtcidError(f"--size must be between 8 and 1024 px, got {self.size}")
+        if not 0.01 <= self.pixel_size_um <= 100:
+            raise CtcidError(f"--pixel-size must be in um, between 0.01 and 100, got {self.pixel_size_um}")
+        if self.workers is not None and self.workers < 0:
+            raise CtcidError("--workers must be >= 0")
+
+
+@dataclass
+class IngestResult:
+    """What ``ingest`` did: the dataset folder, its header, the layout and the rejected cells."""
+
+    path: Path
+    header: dict[str, Any]
+    plan_notes: list[str]
+    rejected: list[Rejection]
+
+
+# --------------------------------------------------------------------------------------------- pixels
+
+
+def _single_plane(image: Image, path: str) -> np.ndarray:
+    planes = as_planes(image, path)
+    if len(planes) > 1 and not (image.axes == "YXS" and (planes == planes[:1]).all()):
+        raise InputError(f"wrong channel count: expected one channel per file, found {len(planes)}", path)
+    return planes[0]
+
+
+def fit_to_size(planes: np.ndarray, size: int, mode: str = "pad") -> tuple[np.ndarray, float, list[str]]:
+    """Bring a ``[C, H, W]`` uint16 crop to ``[C, size, size]`` around its centre.
+
+    Returns the crop, the scale applied (1.0 unless resized) and QC flags
+    (``padded``, ``cropped``, ``resized``). Padding uses each channel's border median, so the
+    background continues instead of a black frame.
+
+    Examples
+    --------
+    >>> out, scale, flags = fit_to_size(np.ones((1, 3, 5), np.uint16), 4)
+    >>> out.shape, scale, flags
+    ((1, 4, 4), 1.0, ['cropped', 'padded'])
+    """
+    c, h, w = planes.shape
+    flags: list[str] = []
+    scale = 1.0
+    if mode == "resize" and max(h, w) != size:
+        from skimage.transform import resize
+
+        scale = size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        planes = resize(
+            planes.astype(np.float32),
+            (c, nh, nw),
+            order=1,
+            preserve_range=True,
+            anti_aliasing=scale < 1,
+            mode="edge",
+        )
+        planes = np.clip(np.rint(planes), 0, 65535).astype(np.uint16)
+        h, w = nh, nw
+        flags.append("resized")
+    if h > size or w > size:
+        top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+        planes = planes[:, top : top + min(h, size), left : left + min(w, size)]
+        h, w = planes.shape[1:]
+        flags.append("cropped")
+    if h < size or w < size:
+        border = np.concatenate([planes[:, 0], planes[:, -1], planes[:, :, 0], planes[:, :, -1]], axis=1)
+        fill = np.median(border, axis=1).astype(np.uint16)
+        out = np.empty((c, size, size), dtype=np.uint16)
+        out[:] = fill[:, None, None]
+        top, left = (size - h) // 2, (size - w) // 2
+        out[:, top : top + h, left : left + w] = planes
+        planes = out
+        flags.append("padded")
+    return np.ascontiguousarray(planes), scale, flags
+
+
+def _load_cell(cell: CellSource, channels: list[str], size: int, fit: str, axis: str) -> tuple[np.ndarray, dict]:
+    decoded: dict[str, Image] = {}
+    planes, dtypes, rescaled = [], set(), False
+    for ch in channels:
+        path, plane = cell.files[ch]
+        if path not in decoded:
+            decoded[path] = read_image(path)
+        image = decoded[path]
+        if plane is None:
+            data = _single_plane(image, path)
+        else:
+            stack = as_planes(image, path, axis) if image.data.ndim == 3 else np.repeat(image.data[None], 3, 0)
+            if plane >= len(stack):
+                raise InputError(
+                    f"wrong channel count: channel {ch} is plane {plane + 1} but the file has {len(stack)}", path
+                )
+            data = stack[plane]
+        dtypes.add(str(data.dtype))
+        data, was_rescaled = to_uint16(data, path)
+        rescaled |= was_rescaled
+        planes.append(data)
+    shapes = {p.shape for p in planes}
+    if len(shapes) > 1:
+        sizes = ", ".join(f"{ch} {p.shape[0]}x{p.shape[1]}" for ch, p in zip(channels, planes, strict=True))
+        raise InputError(f"mismatched channel sizes ({sizes})", cell.files[channels[0]][0])
+    stack = np.stack(planes)
+    h, w = stack.shape[1:]
+    out, scale, flags = fit_to_size(stack, size, fit)
+    if rescaled:
+        flags.append("intensity_rescaled")
+    flat = stack.reshape(len(channels), -1)
+    for i, ch in enumerate(channels):
+        if flat[i].min() == flat[i].max():
+            flags.append(f"blank:{ch}")
+        elif np.count_nonzero(flat[i] == 65535) > 0.01 * flat.shape[1]:
+            flags.append(f"saturated:{ch}")
+    meta = {
+        "orig_height": h,
+        "orig_width": w,
+        "scale": scale,
+        "source_dtype": "/".join(sorted(dtypes)),
+        "qc_flags": ";".join(sorted(flags)),
+    }
+    return out, meta
+
+
+def _decode_batch(
+    cells: list[CellSource], channels: list[str], size: int, fit: str, axis: str
+) -> tuple[np.ndarray, list[tuple[int, dict]], list[tuple[int, str, str]]]:
+    """Worker: decode cells; return good pixels, (position, meta) per good cell and (position, file, why)."""
+    out = np.empty((len(cells), len(channels), size, size), dtype=np.uint16)
+    good: list[tuple[int, dict]] = []
+    errors: list[tuple[int, str, str]] = []
+    for i, cell in enumerate(cells):
+        try:
+            pixels, meta = _load_cell(cell, channels, size, fit, axis)
+        except InputError as exc:
+            errors.append((i, exc.path or "", exc.reason))
+            continue
+        out[len(good)] = pixels
+        good.append((i, meta))
+    return out[: len(good)], good, errors
+
+
+def _default_size(plan: IngestPlan) -> int:
+    sides = []
+    for cell in plan.cells[:32]:
+        path, _ = cell.files[plan.channels[0]]
+        try:
+            image = read_image(path)
+        except InputError:
+            continue
+        h, w = image.data.shape[:2] if image.axes == "YXS" else image.data.shape[-2:]
+        sides.append(max(h, w))
+    if not sides:
+        raise CtcidError("cannot find a crop size: the first cells cannot be read; pass --size", plan.root)
+    return collections.Counter(sides).most_common(1)[0][0]
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    method = "fork" if sys.platform.startswith("linux") else None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
+def _rows(cells: list[CellSource], good: list[tuple[int, dict]], channels: list[str], root: Path) -> pd.DataFrame:
+    records = []
+    for pos, meta in good:
+        cell = cells[pos]
+        rec: dict[str, Any] = {"cell_id": cell.cell_id, "sample_id": cell.sample_id, "label": cell.label}
+        for ch in channels:
+            path, plane = cell.files[ch]
+            rel = os.path.relpath(path, root)
+            rec[f"src_{ch}"] = rel if plane is None else f"{rel}#{plane}"
+        rec.update(meta)
+        rec.update({k: v for k, v in cell.extra.items() if k not in rec})
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def ingest(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    options: IngestOptions | None = None,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> IngestResult:
+    """Read an export and write a cell dataset folder at ``out``.
+
+    Parameters
+    ----------
+    src
+        Export folder or manifest CSV.
+    out
+        Dataset folder to create; it appears only when complete.
+    options
+        See :class:`IngestOptions`.
+    overwrite
+        Replace an existing ``out``.
+    progress
+        Called as ``progress(done, total)`` after every batch.
+    log
+        Called with one-line notes (detected layout, crop size, ...).
+
+    Raises
+    ------
+    CtcidError
+        Bad options, an unreadable source, or (with ``on_error="stop"``) the first bad cell.
+    """
+    opts = options or IngestOptions()
+    opts.validate()
+    say = log or (lambda _msg: None)
+    plan = plan_ingest(
+        src,
+        layout=opts.layout,
+        channels=opts.channels,
+        channel_map=opts.channel_map,
+        label_map=opts.label_map,
+        labels=opts.labels,
+        channel_axis=opts.channel_axis,
+        sample_regex=opts.sample_regex,
+    )
+    for note in plan.notes:
+        say(note)
+    rejected = list(plan.rejected)
+    if rejected and opts.on_error == "stop":
+        raise rejected[0].as_error()
+    if not plan.cells:
+        raise CtcidError("no cells to ingest" + (f" ({len(rejected)} rejected)" if rejected else ""), src)
+    size = opts.size or _default_size(plan)
+    if not opts.size:
+        say(f"crop size: {size} px (most common in the first cells; set --size to change)")
+    say(
+        f"channels: {', '.join(plan.channels)}; {len(plan.cells)} cells in "
+        f"{len({c.sample_id for c in plan.cells})} samples"
+    )
+    n = len(plan.cells)
+    workers = opts.workers if opts.workers is not None else min(len(os.sched_getaffinity(0)), 16)
+    if n < 2 * _BATCH:
+        workers = 0
+    batches = [plan.cells[i : i + _BATCH] for i in range(0, n, _BATCH)]
+    args = (plan.channels, size, opts.fit, plan.channel_axis)
+    with atomic_dir(out, overwrite) as tmp:
+        writer = DatasetWriter(tmp, plan.channels, size, opts.pixel_size_um)
+        pool = _pool(workers) if workers > 0 else None
+        try:
+            pending: collections.deque[tuple[int, Future | None]] = collections.deque()
+            done = next_batch = 0
+            while next_batch < len(batches) or pending:
+                while next_batch < len(batches) and len(pending) < max(2, 3 * workers):  # bounded read-ahead
+                    future = pool.submit(_decode_batch, batches[next_batch], *args) if pool else None
+                    pending.append((next_batch, future))
+                    next_batch += 1
+                index, future = pending.popleft()
+                batch = batches[index]
+                pixels, good, errors = future.result() if future else _decode_batch(batch, *args)
+                for pos, path, reason in errors:
+                    cell = batch[pos]
+                    rej = Rejection(cell.sample_id, cell.cell_id, path, reason)
+                    if opts.on_error == "stop":
+                        raise rej.as_error()
+                    rejected.append(rej)
+                if good:
+                    writer.append(pixels, _rows(batch, good, plan.channels, plan.root))
+                done += len(batch)
+                if progress:
+                    progress(done, n)
+        except BaseException:
+            writer.abort()
+            if pool:
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        if pool:
+            pool.shutdown()
+        if writer.n == 0:
+            raise CtcidError(
+                f"no cells could be read ({len(rejected)} rejected; first: {rejected[0].reason})", src
+            )
+        if rejected:
+            pd.DataFrame([asdict(r) for r in rejected]).to_csv(tmp / REJECTED_FILE, index=False)
+        info = {
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source": {"root": str(Path(plan.root).resolve()), "layout": plan.layout, "detected": plan.detected},
+            "ingest": {**asdict(opts), "size": size},
+            "rejected": len(rejected),
+        }
+        header = writer.finish(info)
+    if rejected:
+        say(f"{len(rejected)} cell(s) rejected; see {Path(out) / REJECTED_FILE}")
+    return IngestResult(Path(out), header, plan.notes, rejected)

@@ -1,0 +1,278 @@
+"""The cell dataset: the data contract every command after ``ingest`` reads.
+
+A dataset folder holds
+
+``cells.parquet``
+    One row per cell: ``cell_id``, ``sample_id`` (patient), ``label`` (``ctc``/``wbc``/empty),
+    ``src_<CHANNEL>`` (the source file of each channel, relative to the source root),
+    ``orig_height``/``orig_width`` (px), ``scale`` (resize factor applied), ``source_dtype``,
+    ``qc_flags`` (``;``-separated, empty when clean) and any extra label columns.
+``pixels.u16``
+    The packed pixel store: raw little-endian uint16, C order, shape ``[cells, channels, H, W]``,
+    read memory-mapped so datasets larger than memory work.
+``dataset.json``
+    The header: channel names in order, pixel size (um), crop size, per-channel intensity
+    statistics, a content fingerprint, the resolved ingest options and package versions. It is
+    written last; a folder without it is not a dataset.
+``rejected.csv``
+    Cells set aside by ``--on-error skip``, with the reason (present only when some were).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import CtcidError
+from ._atomic import atomic_write_text
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "CellDataset", "DatasetWriter", "package_versions"]
+
+FORMAT = "ctcid-dataset"
+FORMAT_VERSION = 1
+PIXELS_FILE = "pixels.u16"
+TABLE_FILE = "cells.parquet"
+HEADER_FILE = "dataset.json"
+REJECTED_FILE = "rejected.csv"
+_PERCENTILES = (0.1, 1.0, 50.0, 99.0, 99.9)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a result, for run records."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("ctcid", "numpy", "pandas", "pyarrow", "tifffile", "pillow", "scikit-image", "torch", "timm"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    import platform
+
+    out["python"] = platform.python_version()
+    return out
+
+
+class DatasetWriter:
+    """Append cells to a new dataset folder, in order, then write its header.
+
+    Statistics and the fingerprint are accumulated while writing, so nothing is read twice.
+    The folder should be a temporary one (see :func:`ctcid.io.atomic_dir`).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], channels: list[str], size: int, pixel_size_um: float):
+        self.folder = Path(folder)
+        self.channels = list(channels)
+        self.size = int(size)
+        self.pixel_size_um = float(pixel_size_um)
+        self._fh = open(self.folder / PIXELS_FILE, "wb")
+        self._hash = hashlib.sha256()
+        self._hist = np.zeros((len(channels), 65536), dtype=np.int64)
+        self._rows: list[pd.DataFrame] = []
+        self.n = 0
+
+    def append(self, pixels: np.ndarray, rows: pd.DataFrame) -> None:
+        """Add cells: ``pixels`` uint16 ``[n, C, size, size]`` and their ``n`` table rows."""
+        c, s = len(self.channels), self.size
+        if pixels.dtype != np.uint16 or pixels.ndim != 4 or pixels.shape[1:] != (c, s, s):
+            raise ValueError(f"expected uint16 [n, {c}, {s}, {s}], got {pixels.dtype} {pixels.shape}")
+        if len(rows) != len(pixels):
+            raise ValueError("one table row per cell")
+        data = np.ascontiguousarray(pixels, dtype="<u2")
+        buf = memoryview(data).cast("B")
+        self._fh.write(buf)
+        self._hash.update(buf)
+        for i in range(c):
+            self._hist[i] += np.bincount(data[:, i].ravel(), minlength=65536)
+        self._rows.append(rows)
+        self.n += len(pixels)
+
+    def _stats(self) -> dict[str, dict[str, float]]:
+        values = np.arange(65536, dtype=np.float64)
+        stats = {}
+        for name, hist in zip(self.channels, self._hist, strict=True):
+            total = int(hist.sum())
+            if total == 0:
+                stats[name] = {}
+                continue
+            mean = float((hist * values).sum() / total)
+            var = float((hist * (values - mean) ** 2).sum() / total)
+            nz = np.flatnonzero(hist)
+            cum = np.cumsum(hist)
+            entry = {"mean": mean, "std": var**0.5, "min": float(nz[0]), "max": float(nz[-1])}
+            for p in _PERCENTILES:
+                entry[f"p{p:g}"] = float(np.searchsorted(cum, p / 100.0 * total))
+            stats[name] = entry
+        return stats
+
+    def finish(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Write the table and the header; returns the header."""
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        table = pd.concat(self._rows, ignore_index=True) if self._rows else pd.DataFrame()
+        table.insert(0, "index", np.arange(len(table), dtype=np.int64))
+        self._hash.update(
+            table[["cell_id", "sample_id", "label"]].to_csv(index=False).encode() if len(table) else b""
+        )
+        table.to_parquet(self.folder / TABLE_FILE, index=False)
+        counts = table["label"].fillna("unlabelled").value_counts().to_dict() if len(table) else {}
+        header = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "n_cells": self.n,
+            "n_samples": int(table["sample_id"].nunique()) if len(table) else 0,
+            "channels": self.channels,
+            "pixel_size_um": self.pixel_size_um,
+            "crop_size": [self.size, self.size],
+            "classes": {k: int(v) for k, v in sorted(counts.items())},
+            "pixels": {
+                "file": PIXELS_FILE,
+                "dtype": "<u2",
+                "shape": [self.n, len(self.channels), self.size, self.size],
+                "order": "C",
+            },
+            "table": TABLE_FILE,
+            "channel_stats": self._stats(),
+            "fingerprint": "sha256:" + self._hash.hexdigest(),
+            "versions": package_versions(),
+            **info,
+        }
+        atomic_write_text(self.folder / HEADER_FILE, json.dumps(header, indent=2) + "\n")
+        return header
+
+    def abort(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+class CellDataset:
+    """An ingested dataset, opened read-only with its pixels memory-mapped.
+
+    Examples
+    --------
+    >>> ds = CellDataset.open("dataset")                      # doctest: +SKIP
+    >>> ds.images([0, 5], channels=["BF"]).shape               # doctest: +SKIP
+    (2, 1, 80, 80)
+    """
+
+    def __init__(self, path: Path, header: dict[str, Any], table: pd.DataFrame, pixels: np.ndarray):
+        self.path = path
+        self.header = header
+        self.table = table
+        self.pixels = pixels
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> CellDataset:
+        """Open and check a dataset folder; a folder that is not a complete dataset is refused."""
+        path = Path(path)
+        head = path / HEADER_FILE
+        if not path.is_dir():
+            raise CtcidError("no such dataset folder (create one with `ctcid ingest`)", path)
+        if not head.is_file():
+            raise CtcidError(
+                f"not a ctcid dataset: {HEADER_FILE} is missing (an incomplete or foreign folder)", path
+            )
+        try:
+            header = json.loads(head.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CtcidError(f"malformed dataset header ({exc})", head) from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise CtcidError("not a ctcid dataset header", head)
+        if header.get("format_version", 0) > FORMAT_VERSION:
+            raise CtcidError(
+                f"dataset format {header['format_version']} is newer than this ctcid reads "
+                f"({FORMAT_VERSION}); upgrade ctcid",
+                head,
+            )
+        try:
+            spec = header["pixels"]
+            shape = tuple(int(s) for s in spec["shape"])
+            channels = list(header["channels"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CtcidError(f"dataset header lacks {exc}", head) from None
+        pix = path / spec["file"]
+        expected = int(np.prod(shape, dtype=np.int64)) * 2
+        if not pix.is_file() or pix.stat().st_size != expected:
+            raise CtcidError(
+                f"pixel store {spec['file']} is missing or has the wrong size (expected {expected} bytes)", path
+            )
+        if len(shape) != 4 or shape[1] != len(channels):
+            raise CtcidError("pixel store shape does not match the channel list", head)
+        try:
+            table = pd.read_parquet(path / header.get("table", TABLE_FILE))
+        except Exception as exc:
+            raise CtcidError(
+                f"cell table cannot be read ({type(exc).__name__}: {exc})", path / TABLE_FILE
+            ) from None
+        if len(table) != shape[0]:
+            raise CtcidError(f"cell table has {len(table)} rows but the pixel store holds {shape[0]} cells", path)
+        pixels = (
+            np.memmap(pix, dtype="<u2", mode="r", shape=shape) if shape[0] else np.zeros(shape, dtype=np.uint16)
+        )
+        return cls(path, header, table, pixels)
+
+    def __len__(self) -> int:
+        return self.pixels.shape[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"CellDataset({str(self.path)!r}, cells={len(self)}, samples={self.header.get('n_samples')}, "
+            f"channels={self.channels}, crop={self.crop_size})"
+        )
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.header["channels"])
+
+    @property
+    def pixel_size_um(self) -> float:
+        return float(self.header["pixel_size_um"])
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        h, w = self.header["crop_size"]
+        return int(h), int(w)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.header["fingerprint"])
+
+    def channel_index(self, channels: list[str] | None) -> list[int]:
+        """Positions of ``channels`` in the store; an unknown channel is a clear error."""
+        if channels is None:
+            return list(range(len(self.channels)))
+        missing = [c for c in channels if c not in self.channels]
+        if missing:
+            raise CtcidError(
+                f"dataset has no channel(s) {', '.join(missing)} (it has {', '.join(self.channels)})", self.path
+            )
+        return [self.channels.index(c) for c in channels]
+
+    def images(self, index: Any = slice(None), channels: list[str] | None = None) -> np.ndarray:
+        """Pixels of the cells at ``index`` (rows of the table), uint16 ``[n, C, H, W]``, in memory."""
+        chan = self.channel_index(channels)
+        if isinstance(index, slice):
+            block = self.pixels[index]
+        else:
+            idx = np.asarray(index, dtype=np.int64)
+            order = np.argsort(idx, kind="stable")
+            block = np.empty((len(idx), *self.pixels.shape[1:]), dtype=np.uint16)
+            block[order] = self.pixels[idx[order]]  # sorted reads are sequential on disk
+        return np.ascontiguousarray(block[:, chan]) if chan != list(range(len(self.channels))) else np.array(block)
+
+    def labels(self) -> np.ndarray:
+        """Class of each cell as int8: 1 ``ctc``, 0 ``wbc``, -1 unlabelled."""
+        lab = self.table["label"]
+        return np.where(lab == "ctc", 1, np.where(lab == "wbc", 0, -1)).astype(np.int8)
+
+    def rejected(self) -> pd.DataFrame:
+        """Cells set aside at ingest (empty when none were)."""
+        p = self.path / REJECTED_FILE
+        return pd.read_csv(p) if p.is_file() else pd.DataFrame(columns=["sample_id", "cell_id", "file", "reason"])
