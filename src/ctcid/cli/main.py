@@ -1,0 +1,303 @@
+"""The ``ctcid`` command: a thin layer over functions a notebook user can call directly."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from ..errors import CtcidError
+from . import _ui
+
+app = typer.Typer(
+    name="ctcid",
+    help="Find circulating tumour cells among leukocytes in single-cell images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+bench_app = typer.Typer(
+    help="Benchmarks: throughput against a baseline measured in the same run.", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML file with options; flags override it.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        _ui.out.print(f"ctcid {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Find circulating tumour cells among leukocytes in single-cell images."""
+
+
+# ----------------------------------------------------------------------------------------------- synth
+
+
+def _synth(out: Path, config, workers: int | None, overwrite: bool) -> Path:
+    from ..io import atomic_dir
+    from ..synth import generate_cohort
+
+    config.validate()
+    total = config.patients * config.cells_per_patient
+    with atomic_dir(out, overwrite) as tmp, _ui.progress("synth", total) as update:
+        done = 0
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            update(done)
+
+        generate_cohort(tmp, config, workers=workers, progress=step)
+    return out
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to create (DEPArray layout + labels.csv).")],
+    patients: Annotated[int | None, typer.Option(help="Number of patients (samples). [default: 12]")] = None,
+    cells_per_patient: Annotated[int | None, typer.Option(help="Cells per patient. [default: 200]")] = None,
+    ctc_fraction: Annotated[
+        float | None, typer.Option(help="Mean CTC prevalence over patients. [default: 0.1]")
+    ] = None,
+    difficulty: Annotated[str | None, typer.Option(help="easy, medium or hard. [default: medium]")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed; same seed, same files. [default: 0]")] = None,
+    size: Annotated[int | None, typer.Option(help="Crop size in px. [default: 80]")] = None,
+    label_noise: Annotated[float | None, typer.Option(help="Fraction of labels flipped. [default: 0]")] = None,
+    masks: Annotated[
+        bool | None, typer.Option("--masks/--no-masks", help="Also write ground-truth masks.npy.")
+    ] = None,
+    workers: WorkersOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Generate a synthetic DEPArray-like cohort (BF, DAPI, CK, CD45) with ground truth."""
+    from ..config import resolve
+    from ..synth import SynthConfig
+
+    cfg = resolve(
+        SynthConfig,
+        config,
+        "synth",
+        dict(
+            patients=patients,
+            cells_per_patient=cells_per_patient,
+            ctc_fraction=ctc_fraction,
+            difficulty=difficulty,
+            seed=seed,
+            size=size,
+            label_noise=label_noise,
+            masks=masks,
+        ),
+    )
+    _synth(out, cfg, workers, overwrite)
+    _ui.out.print(f"wrote {cfg.patients * cfg.cells_per_patient} cells of {cfg.patients} patients to {out}")
+
+
+# ----------------------------------------------------------------------------------------------- ingest
+
+
+def _ingest(src: Path, out: Path, options, overwrite: bool):
+    from ..io import ingest as run_ingest
+
+    with _ui.progress("ingest") as update:
+        return run_ingest(src, out, options, overwrite=overwrite, progress=update, log=_ui.note)
+
+
+@app.command()
+def ingest(
+    src: Annotated[Path, typer.Argument(help="Export folder, or a manifest CSV.")],
+    out: Annotated[Path, typer.Argument(help="Dataset folder to create.")],
+    layout: Annotated[str | None, typer.Option(help="auto, deparray, manifest, stack or class-folders.")] = None,
+    channels: Annotated[str | None, typer.Option(help="Channels to keep, in order, e.g. BF,DAPI,CK,CD45.")] = None,
+    channel_map: Annotated[
+        str | None, typer.Option(help="Rename channels, e.g. FITC=CK,PE=CD45 or R=CK,G=CD45.")
+    ] = None,
+    label_map: Annotated[
+        str | None, typer.Option(help="Fold labels/folders into ctc/wbc, e.g. noCTC=wbc.")
+    ] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labels CSV (cell_id, label[, sample_id]).")] = None,
+    size: Annotated[int | None, typer.Option(help="Crop size in px (default: most common size).")] = None,
+    fit: Annotated[str | None, typer.Option(help="pad (centre pad/crop) or resize (scale recorded).")] = None,
+    pixel_size: Annotated[float | None, typer.Option(help="Pixel size in um. [default: 0.64]")] = None,
+    channel_axis: Annotated[
+        str | None, typer.Option(help="For stacks: auto, first (CxHxW) or last (HxWxC).")
+    ] = None,
+    sample_regex: Annotated[
+        str | None, typer.Option(help="Regex whose first group in a file name is the sample.")
+    ] = None,
+    on_error: Annotated[
+        str | None, typer.Option(help="stop at the first bad file, or skip it (rejected.csv).")
+    ] = None,
+    workers: WorkersOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Read an instrument export once into a packed cell dataset."""
+    from ..config import parse_list, parse_map, resolve
+    from ..io import IngestOptions
+
+    opts = resolve(
+        IngestOptions,
+        config,
+        "ingest",
+        dict(
+            layout=layout,
+            channels=parse_list(channels, "--channels"),
+            channel_map=parse_map(channel_map, "--channel-map"),
+            label_map=parse_map(label_map, "--label-map"),
+            labels=str(labels) if labels else None,
+            size=size,
+            fit=fit,
+            pixel_size_um=pixel_size,
+            channel_axis=channel_axis,
+            sample_regex=sample_regex,
+            on_error=on_error,
+            workers=workers,
+        ),
+    )
+    result = _ingest(src, out, opts, overwrite)
+    h = result.header
+    _ui.out.print(
+        f"wrote {h['n_cells']} cells ({', '.join(f'{k} {v}' for k, v in h['classes'].items())}) "
+        f"of {h['n_samples']} samples to {out}" + (f"; {len(result.rejected)} rejected" if result.rejected else "")
+    )
+
+
+# ----------------------------------------------------------------------------------------------- info
+
+
+def _info(dataset: Path, montage_png: Path | None, summary_csv: Path | None) -> None:
+    from ..io import CellDataset, atomic_write_text
+    from ..report import dataset_summary, montage, qc_summary
+
+    ds = CellDataset.open(dataset)
+    h = ds.header
+    _ui.out.print(
+        f"{dataset}: {len(ds)} cells, {h['n_samples']} samples, channels {', '.join(ds.channels)}, "
+        f"{ds.crop_size[0]}x{ds.crop_size[1]} px at {ds.pixel_size_um} um/px"
+    )
+    _ui.out.print(
+        f"layout {h['source']['layout']}, fingerprint {ds.fingerprint[:23]}..., {h['rejected']} rejected"
+    )
+    summary = dataset_summary(ds)
+    _ui.table(summary, title="cells per sample and class")
+    qc = qc_summary(ds)
+    if len(qc):
+        _ui.table(qc, title="QC flags")
+    if summary_csv:
+        atomic_write_text(summary_csv, summary.to_csv(index=False))
+    if montage_png:
+        montage(ds, montage_png)
+        _ui.out.print(f"montage: {montage_png}")
+
+
+@app.command()
+def info(
+    dataset: Annotated[Path, typer.Argument(help="A dataset folder written by `ctcid ingest`.")],
+    montage: Annotated[Path | None, typer.Option(help="Also write a PNG montage of example cells.")] = None,
+    summary: Annotated[Path | None, typer.Option(help="Also write the per-sample table as CSV.")] = None,
+) -> None:
+    """Summarise a dataset: cells per sample and class, QC flags, an optional montage."""
+    _info(dataset, montage, summary)
+
+
+# ----------------------------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Argument(help="Folder for everything the demo writes.")] = Path("ctcid-demo"),
+    patients: Annotated[int, typer.Option(help="Synthetic patients.")] = 10,
+    cells_per_patient: Annotated[int, typer.Option(help="Cells per patient.")] = 150,
+    difficulty: Annotated[str, typer.Option(help="easy, medium or hard.")] = "medium",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Run the main job end to end on a synthetic cohort: synth, ingest, summary and montage."""
+    import shutil
+
+    from ..io import IngestOptions
+    from ..synth import SynthConfig
+
+    if out.exists():
+        if not overwrite:
+            raise CtcidError("already exists; choose another folder or pass --overwrite", out)
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    cfg = SynthConfig(patients=patients, cells_per_patient=cells_per_patient, difficulty=difficulty, seed=seed)
+    _ui.note(f"[1/3] synthetic DEPArray export: {patients} patients x {cells_per_patient} cells ({difficulty})")
+    _synth(out / "export", cfg, None, False)
+    _ui.note("[2/3] ingest into a cell dataset")
+    _ingest(out / "export", out / "dataset", IngestOptions(), False)
+    _ui.note("[3/3] dataset summary")
+    _info(out / "dataset", out / "montage.png", out / "summary.csv")
+    _ui.out.print(f"\nresults in {out}/: export/ (raw images), dataset/ (cell dataset), summary.csv, montage.png")
+
+
+# ----------------------------------------------------------------------------------------------- bench
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    cells: Annotated[int, typer.Option(help="Cells in the generated export.")] = 2000,
+    size: Annotated[int, typer.Option(help="Crop size in px.")] = 80,
+    workers: WorkersOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+) -> None:
+    """Ingest throughput (cells/s) against a plain loop over the same files, in one run."""
+    from ..bench import bench_ingest as run_bench
+    from ..io import atomic_write_text
+
+    _ui.note(f"generating a {cells}-cell export, then timing both readers on it ...")
+    result = run_bench(cells=cells, size=size, workers=workers)
+    _ui.out.print(json.dumps(result, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        _ui.out.print(f"wrote {out}")
+
+
+# ----------------------------------------------------------------------------------------------- entry
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors print one line and exit 2, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="ctcid", standalone_mode=False)
+    except CtcidError as exc:
+        sys.stderr.write(f"ctcid: error: {exc}\n")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.stderr.write("ctcid: interrupted; no partial output was kept\n")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
