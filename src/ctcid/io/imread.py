@@ -161,6 +161,7 @@ def _fast_tiff(buf: bytes) -> np.ndarray | None:
 def _read_tiff(path: str, buf: bytes) -> Image:
     fast = _fast_tiff(buf)
     if fast is not None:
+        _check_dims(path, *fast.shape)
         return Image(fast, "YX", "tiff")
     import io
 
@@ -199,6 +200,9 @@ def _read_pillow(path: str, buf: bytes, fmt: str) -> Image:
 
     from PIL import Image as PILImage
 
+    if fmt == "png" and len(buf) >= 24 and buf[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", buf[16:24])
+        _check_dims(path, height, width)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
@@ -218,6 +222,8 @@ def _read_pillow(path: str, buf: bytes, fmt: str) -> Image:
                 data = np.asarray(im)
     except InputError:
         raise
+    except PILImage.DecompressionBombError as exc:
+        raise InputError(f"absurd dimensions, refused before decoding ({exc})", path) from None
     except Exception as exc:
         raise InputError(f"corrupt or truncated {fmt.upper()} ({type(exc).__name__}: {exc})", path) from None
     if data.ndim == 3:
