@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from ..errors import CtcidError
@@ -279,24 +278,20 @@ def bench_ingest(
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors print one line and exit 2, never a traceback."""
+    """Console entry point: user errors print one line and exit 2, never a traceback.
+
+    Usage errors (unknown option, missing argument) are reported by the command-line parser,
+    also with exit code 2.
+    """
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="ctcid", standalone_mode=False)
+        command.main(args=argv, prog_name="ctcid", standalone_mode=True)
     except CtcidError as exc:
         sys.stderr.write(f"ctcid: error: {exc}\n")
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         sys.stderr.write("ctcid: interrupted; no partial output was kept\n")
         sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(1)
-    sys.exit(0)
 
 
 if __name__ == "__main__":  # pragma: no cover
