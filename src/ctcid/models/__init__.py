@@ -1,0 +1,21 @@
+"""Models: one factory over a registry (timm backbones and ctcid's own), and the model bundle."""
+
+from __future__ import annotations
+
+from .bundle import Bundle, BundleMeta, check_compatible, load_bundle, read_meta, save_bundle
+from .registry import SYSTEM_A_BACKBONES, create_model, is_model, list_models, load_weights, register_model
+
+__all__ = [
+    "SYSTEM_A_BACKBONES",
+    "Bundle",
+    "BundleMeta",
+    "check_compatible",
+    "create_model",
+    "is_model",
+    "list_models",
+    "load_bundle",
+    "load_weights",
+    "read_meta",
+    "register_model",
+    "save_bundle",
+]

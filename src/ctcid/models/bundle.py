@@ -1,0 +1,197 @@
+"""The model bundle: safetensors weights plus one JSON that says how to use them.
+
+A bundle folder holds ``model.safetensors`` and ``model.json``. The JSON carries everything
+needed to apply the weights to new data and get the same answer: architecture and its
+arguments, channels in order, per-channel normalisation, crop, input and pixel size, classes,
+decision threshold, temperature, the training data's fingerprint, package versions and the
+sha256 of the weights. Loading never unpickles, checks the sha256, and a bundle that does not
+match a dataset (channels, crop size, pixel size) is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CtcidError
+from ..io._atomic import atomic_dir
+
+__all__ = ["BUNDLE_FORMAT", "Bundle", "BundleMeta", "check_compatible", "load_bundle", "save_bundle"]
+
+BUNDLE_FORMAT = "ctcid-model"
+BUNDLE_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+#: Relative pixel-size difference above which a dataset is refused.
+PIXEL_SIZE_TOLERANCE = 0.10
+
+
+@dataclass
+class BundleMeta:
+    """What ``model.json`` holds (see the module docstring)."""
+
+    architecture: str
+    channels: list[str]
+    normalisation: dict[str, dict[str, float]]
+    crop_size: list[int]
+    input_size: int
+    pixel_size_um: float
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=lambda: ["wbc", "ctc"])
+    positive_class: str = "ctc"
+    threshold: float = 0.5
+    temperature: float = 1.0
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    model_id: str = ""
+    weights_sha256: str = ""
+    format: str = BUNDLE_FORMAT
+    format_version: int = BUNDLE_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=_json_default) + "\n"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: the model (in eval mode, on CPU) and its metadata."""
+
+    model: nn.Module
+    meta: BundleMeta
+    path: Path
+
+    @property
+    def model_id(self) -> str:
+        return self.meta.model_id
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_bundle(
+    out: str | os.PathLike[str], model: nn.Module, meta: BundleMeta, *, overwrite: bool = False
+) -> Path:
+    """Write a bundle folder atomically; fills in ``weights_sha256``, ``model_id``, ``created`` and versions."""
+    from safetensors.torch import save_file
+
+    from ..io.store import package_versions
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_dir(out, overwrite) as tmp:
+        save_file(
+            state, str(tmp / WEIGHTS_FILE), metadata={"format": BUNDLE_FORMAT, "architecture": meta.architecture}
+        )
+        meta.weights_sha256 = _sha256(tmp / WEIGHTS_FILE)
+        meta.model_id = meta.model_id or f"{meta.architecture}-{meta.weights_sha256[:12]}"
+        meta.created = meta.created or datetime.now(UTC).isoformat(timespec="seconds")
+        meta.versions = meta.versions or package_versions()
+        (tmp / META_FILE).write_text(meta.to_json(), encoding="utf-8")
+    return Path(out)
+
+
+def read_meta(path: str | os.PathLike[str]) -> BundleMeta:
+    """Read and check ``model.json`` of a bundle folder (no weights loaded)."""
+    path = Path(path)
+    if path.is_file() and path.name == META_FILE:
+        path = path.parent
+    meta_file = path / META_FILE
+    if not path.is_dir():
+        raise CtcidError("no such model bundle folder", path)
+    if not meta_file.is_file():
+        raise CtcidError(f"not a model bundle: {META_FILE} is missing", path)
+    try:
+        raw = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CtcidError(f"malformed bundle metadata ({exc})", meta_file) from None
+    if not isinstance(raw, dict) or raw.get("format") != BUNDLE_FORMAT:
+        raise CtcidError("not a ctcid model bundle", meta_file)
+    if int(raw.get("format_version", 0)) > BUNDLE_VERSION:
+        raise CtcidError(
+            f"bundle format {raw['format_version']} is newer than this ctcid reads; upgrade ctcid", meta_file
+        )
+    known = {f for f in BundleMeta.__dataclass_fields__}
+    try:
+        meta = BundleMeta(**{k: v for k, v in raw.items() if k in known})
+    except TypeError as exc:
+        raise CtcidError(f"bundle metadata lacks a field ({exc})", meta_file) from None
+    if not meta.channels or set(meta.channels) - set(meta.normalisation):
+        raise CtcidError("bundle metadata: every channel needs a normalisation entry", meta_file)
+    return meta
+
+
+def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Bundle:
+    """Load a bundle: check its metadata and the weights' sha256, build the model, load the weights."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .registry import create_model
+
+    path = Path(path)
+    meta = read_meta(path)
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CtcidError(f"{WEIGHTS_FILE} is missing from the bundle", path)
+    if _sha256(weights) != meta.weights_sha256:
+        raise CtcidError(
+            "weights do not match the sha256 recorded in model.json (the file was changed or damaged)", weights
+        )
+    model = create_model(meta.architecture, in_chans=len(meta.channels), **meta.model_kwargs)
+    try:
+        state = load_file(str(weights))
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError) as exc:
+        raise CtcidError(f"weights do not fit {meta.architecture} ({str(exc).splitlines()[0]})", weights) from None
+    model.eval().to(device)
+    return Bundle(model, meta, path)
+
+
+def check_compatible(meta: BundleMeta, dataset: Any) -> None:
+    """Refuse a dataset the bundle was not made for: missing channels, other crop size, pixel size far off."""
+    missing = [c for c in meta.channels if c not in dataset.channels]
+    where = getattr(dataset, "path", None)
+    if missing:
+        raise CtcidError(
+            f"the model needs channel(s) {', '.join(missing)} but the dataset has "
+            f"{', '.join(dataset.channels)}; re-ingest with a --channel-map that names them",
+            where,
+        )
+    crop = list(dataset.crop_size)
+    if crop != list(meta.crop_size):
+        raise CtcidError(
+            f"the model was trained on {meta.crop_size[0]}x{meta.crop_size[1]} px crops but the dataset "
+            f"has {crop[0]}x{crop[1]}; re-ingest with --size {meta.crop_size[0]}",
+            where,
+        )
+    ratio = dataset.pixel_size_um / meta.pixel_size_um
+    if abs(ratio - 1.0) > PIXEL_SIZE_TOLERANCE:
+        raise CtcidError(
+            f"the model was trained at {meta.pixel_size_um} um/px but the dataset is at "
+            f"{dataset.pixel_size_um} um/px; re-ingest with --fit resize at a matching scale",
+            where,
+        )

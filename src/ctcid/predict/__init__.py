@@ -1,0 +1,7 @@
+"""Applying a trained model to cells."""
+
+from __future__ import annotations
+
+from .infer import autocast_dtype, infer_logits, resolve_device
+
+__all__ = ["autocast_dtype", "infer_logits", "resolve_device"]

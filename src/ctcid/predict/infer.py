@@ -1,0 +1,87 @@
+"""Batched inference from the packed store: logits for any set of cells, bounded memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..io import CellDataset
+from ..train.data import BatchPlan, Normalizer, StoreBatches
+
+__all__ = ["autocast_dtype", "infer_logits", "resolve_device"]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        from ..errors import CtcidError
+
+        raise CtcidError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(device)
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    if device.type != "cuda" or precision in ("32", "32-true"):
+        return None
+    return torch.float16 if precision == "16-mixed" else torch.bfloat16
+
+
+@torch.inference_mode()
+def infer_logits(
+    model: nn.Module,
+    ds: CellDataset,
+    cells: np.ndarray,
+    *,
+    channels: list[str],
+    normalisation: dict[str, dict[str, float]],
+    input_size: int,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """One logit per cell of ``cells`` (rows of ``ds``), in that order.
+
+    Pixels go from the store to the device as uint16 and are windowed, resized and standardised
+    there, exactly as during training.
+    """
+    import torch.nn.functional as F
+
+    dev = resolve_device(device) if isinstance(device, str) else device
+    cells = np.asarray(cells, dtype=np.int64)
+    if len(cells) == 0:
+        return np.zeros(0, np.float32)
+    src = ds.channel_index(channels)
+    samples = np.column_stack([cells, np.tile(np.asarray(src, np.int64), (len(cells), 1))])
+    plan = BatchPlan(samples, np.zeros(len(ds), np.int8), batch_size, shuffle=False, balanced=False, seed=0)
+    batches = StoreBatches(ds, plan, src)
+    norm = Normalizer(normalisation, ds.channels).to(dev)
+    model = model.to(dev).eval()
+    amp = autocast_dtype(dev, precision)
+    out = np.empty(len(cells), np.float32)
+    done = 0
+    for b in range(len(batches)):
+        batch = batches[b]
+        px = batch["pixels"].to(dev, non_blocking=True)
+        s = batch["src"].to(dev)
+        x = norm.window(px, s)
+        if x.shape[-1] != input_size:
+            x = F.interpolate(
+                x,
+                size=(input_size, input_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=x.shape[-1] > input_size,
+            )
+        x = norm.standardise(x, s)
+        with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+            logits = model(x).reshape(-1).float()
+        out[done : done + len(logits)] = logits.cpu().numpy()
+        done += len(logits)
+        if progress:
+            progress(done, len(cells))
+    return out

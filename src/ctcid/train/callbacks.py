@@ -1,0 +1,128 @@
+"""Lightning callbacks that make a run folder trustworthy: history, best weights, atomic resumable checkpoints."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from ..io._atomic import atomic_write_text
+
+__all__ = ["AtomicLastCheckpoint", "BestWeights", "History", "SamplerEpoch"]
+
+
+class SamplerEpoch(pl.Callback):
+    """Tell the batch sampler which epoch starts (the batch order depends only on seed and epoch)."""
+
+    def __init__(self, sampler: Any):
+        self.sampler = sampler
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.sampler.set_epoch(trainer.current_epoch)
+
+
+class History(pl.Callback):
+    """One row per epoch (losses, validation metrics, learning rate, seconds), written to ``history.csv``."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict[str, float]] = []
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        m = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch + 1}
+        for key in ("train_loss", "val_loss", "val_pr_auc", "val_f1"):
+            if key in m:
+                row[key] = float(m[key])
+        row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else float("nan")
+        row["seconds"] = round(time.perf_counter() - self._t0, 3)
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+        if trainer.is_global_zero:
+            atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))
+
+
+class BestWeights(pl.Callback):
+    """Keep the weights of the best epoch (by ``monitor``) in ``best.safetensors``, surviving a resume."""
+
+    def __init__(self, path: Path, monitor: str, mode: str):
+        self.path = Path(path)
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    def _better(self, value: float) -> bool:
+        if value != value:  # NaN never improves
+            return False
+        if self.best is None:
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from safetensors.torch import save_file
+
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or not self._better(float(value)):
+            return
+        self.best, self.best_epoch = float(value), trainer.current_epoch + 1
+        if trainer.is_global_zero:
+            state = {k: v.detach().to("cpu").contiguous() for k, v in pl_module.model.state_dict().items()}
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            save_file(state, str(tmp))
+            os.replace(tmp, self.path)
+
+    def load_into(self, model: torch.nn.Module) -> bool:
+        """Load the best weights into ``model``; False when no epoch was ever better than nothing."""
+        from safetensors.torch import load_file
+
+        if not self.path.is_file():
+            return False
+        model.load_state_dict(load_file(str(self.path)))
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state_dict.get("best"), state_dict.get("best_epoch")
+
+
+class AtomicLastCheckpoint(ModelCheckpoint):
+    """Save ``last.ckpt`` every epoch through a temporary file and a rename: a kill never leaves half a file."""
+
+    def __init__(self, dirpath: Path):
+        super().__init__(
+            dirpath=str(dirpath),
+            filename="last",
+            save_top_k=1,
+            save_last=False,
+            every_n_epochs=1,
+            enable_version_counter=False,
+        )
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        tmp = filepath + ".tmp"
+        trainer.save_checkpoint(tmp, self.save_weights_only)
+        if trainer.is_global_zero:
+            os.replace(tmp, filepath)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+
+    def _remove_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if os.path.basename(filepath) != "last.ckpt":
+            super()._remove_checkpoint(trainer, filepath)

@@ -1,0 +1,173 @@
+"""From the packed store to device batches: whole batches gathered at once, never a file decoded.
+
+Training and evaluation read uint16 crops from the dataset's memory-mapped pixel store (or a copy
+in memory when it is small), a whole batch per step. Each batch slot records which dataset channel
+feeds each model input channel (``src``), so System A's "DAPI in training only" is just another
+choice of source channel for the same single input. Normalisation happens on the device:
+``(u16 - lo) / (hi - lo)`` with a per-channel percentile window, then augmentation, then
+``(x - mean) / std`` (the window's mean and std), all with per-sample parameters gathered by ``src``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..io import CellDataset
+
+__all__ = ["Normalizer", "StoreBatches", "channel_normalisation", "training_samples"]
+
+#: Load the needed channels of a dataset into memory when they take less than this.
+PRELOAD_BYTES = 2 << 30
+
+
+def channel_normalisation(ds: CellDataset, channels: list[str]) -> dict[str, dict[str, float]]:
+    """Per-channel window (p0.1 .. p99.9) and the mean/std inside it, from the dataset header.
+
+    These numbers travel with the model bundle, so new data is scaled exactly as the training data.
+    """
+    out = {}
+    for ch in channels:
+        st = ds.header["channel_stats"][ch]
+        lo, hi = float(st["p0.1"]), float(st["p99.9"])
+        hi = hi if hi > lo else lo + 1.0
+        span = hi - lo
+        out[ch] = {
+            "lo": lo,
+            "hi": hi,
+            "mean": (float(st["mean"]) - lo) / span,
+            "std": max(float(st["std"]) / span, 1e-3),
+        }
+    return out
+
+
+class Normalizer(torch.nn.Module):
+    """Window and standardise on the device with per-sample source channels.
+
+    ``table`` rows follow ``channels`` (a dataset's channel list); ``src`` is ``[B, C_in]`` indices
+    into those rows. Channels without an entry in ``norm`` are left as they are.
+    """
+
+    def __init__(self, norm: dict[str, dict[str, float]], channels: list[str]):
+        super().__init__()
+        rows = torch.tensor(
+            [[norm[c]["lo"], norm[c]["hi"], norm[c]["mean"], norm[c]["std"]] for c in channels],
+            dtype=torch.float32,
+        )
+        self.register_buffer("table", rows, persistent=False)
+        self.channels = list(channels)
+
+    def window(self, pixels: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        p = self.table[src]  # [B, C_in, 4]
+        lo, hi = p[..., 0, None, None], p[..., 1, None, None]
+        return (pixels.float() - lo) / (hi - lo)
+
+    def standardise(self, x: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        p = self.table[src]
+        return (x - p[..., 2, None, None]) / p[..., 3, None, None]
+
+
+def training_samples(
+    cells: np.ndarray,
+    channel_idx: list[int],
+    extra_idx: list[int],
+    mode: str,
+) -> np.ndarray:
+    """Rows ``[cell, src_0, ..., src_{C_in-1}]`` for every training sample.
+
+    ``mode="extra"`` adds, for each extra channel, one more sample per cell fed through the single
+    input channel (System A's DAPI images added to training). ``mode="substitute"`` keeps one sample
+    per cell; the substitution happens per batch (see :class:`StoreBatches`).
+    """
+    base = np.column_stack([cells, np.tile(np.asarray(channel_idx, np.int64), (len(cells), 1))])
+    if not extra_idx or mode != "extra":
+        return base
+    rows = [base] + [np.column_stack([cells, np.full(len(cells), e, np.int64)]) for e in extra_idx]
+    return np.concatenate(rows)
+
+
+@dataclass
+class BatchPlan:
+    samples: np.ndarray  # [S, 1 + C_in]
+    labels: np.ndarray  # [N] int8 over the whole dataset
+    batch_size: int
+    shuffle: bool
+    balanced: bool
+    seed: int
+    substitute: list[int] | None = None  # extra source channels for mode="substitute"
+    substitute_p: float = 0.0
+
+
+class StoreBatches(Dataset):
+    """A map-style dataset whose items are whole batches (use ``DataLoader(batch_size=None)``).
+
+    The order of cells depends only on ``(seed, epoch)``: set ``epoch`` before each epoch. With
+    ``balanced`` the epoch draws cells with replacement so that both classes are equally likely.
+    """
+
+    def __init__(self, ds: CellDataset, plan: BatchPlan, channels_needed: list[int]):
+        self.plan = plan
+        self.epoch = 0
+        self.needed = sorted(set(channels_needed))
+        self._remap = {c: i for i, c in enumerate(self.needed)}
+        pix = ds.pixels
+        cells_used = np.unique(plan.samples[:, 0])
+        nbytes = len(cells_used) * len(self.needed) * pix.shape[2] * pix.shape[3] * 2
+        if nbytes <= PRELOAD_BYTES:
+            self._store = np.ascontiguousarray(ds.images(cells_used, [ds.channels[c] for c in self.needed]))
+            self._lookup = np.full(len(pix), -1, np.int64)
+            self._lookup[cells_used] = np.arange(len(cells_used))
+        else:
+            self._store = None
+            self._lookup = None
+        self._pix = pix
+
+    def __len__(self) -> int:
+        n = len(self.plan.samples)
+        return max(1, (n + self.plan.batch_size - 1) // self.plan.batch_size)
+
+    def _order(self) -> np.ndarray:
+        p = self.plan
+        n = len(p.samples)
+        if not p.shuffle:
+            return np.arange(n)
+        rng = np.random.default_rng([p.seed, self.epoch])
+        if p.balanced:
+            y = p.labels[p.samples[:, 0]]
+            w = np.where(y == 1, 0.5 / max(1, (y == 1).sum()), 0.5 / max(1, (y == 0).sum()))
+            return rng.choice(n, size=n, replace=True, p=w / w.sum())
+        return rng.permutation(n)
+
+    def batch_rows(self, index: int) -> np.ndarray:
+        if getattr(self, "_cached_epoch", None) != self.epoch:
+            self._cached_order = self._order()
+            self._cached_epoch = self.epoch
+        b = self.plan.batch_size
+        return self.plan.samples[self._cached_order[index * b : (index + 1) * b]]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rows = self.batch_rows(index).copy()
+        p = self.plan
+        if p.substitute and p.substitute_p > 0:
+            rng = np.random.default_rng([p.seed, self.epoch, index, 1])
+            swap = rng.random(len(rows)) < p.substitute_p
+            rows[swap, 1] = rng.choice(np.asarray(p.substitute), size=int(swap.sum()))
+        cells, src = rows[:, 0], rows[:, 1:]
+        local = np.vectorize(self._remap.__getitem__, otypes=[np.int64])(src) if src.size else src
+        if self._store is not None:
+            block = self._store[self._lookup[cells]]
+        else:
+            order = np.argsort(cells, kind="stable")
+            block = np.empty((len(cells), len(self.needed), *self._pix.shape[2:]), np.uint16)
+            block[order] = self._pix[cells[order]][:, self.needed]
+        pixels = block[np.arange(len(cells))[:, None], local]  # [B, C_in, H, W]
+        return {
+            "pixels": torch.from_numpy(np.ascontiguousarray(pixels)),
+            "src": torch.from_numpy(src.astype(np.int64)),
+            "y": torch.from_numpy(p.labels[cells].astype(np.float32)),
+            "index": torch.from_numpy(cells.astype(np.int64)),
+        }
