@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import CtcidError
 from . import _ui
+from ._train_opts import build_config, with_train_options
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(
     name="ctcid",
@@ -177,6 +181,185 @@ def ingest(
     _ui.out.print(
         f"wrote {h['n_cells']} cells ({', '.join(f'{k} {v}' for k, v in h['classes'].items())}) "
         f"of {h['n_samples']} samples to {out}" + (f"; {len(result.rejected)} rejected" if result.rejected else "")
+    )
+
+
+# ------------------------------------------------------------------------------------------- train / cv / ablate
+
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")]
+
+
+def _metric_line(m: dict) -> str:
+    keys = ("f1", "precision", "recall", "specificity", "pr_auc", "roc_auc")
+    return ", ".join(f"{k} {m[k]:.3f}" for k in keys if k in m and m[k] == m[k])
+
+
+@app.command()
+@with_train_options
+def train(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (from `ctcid ingest`).")],
+    out: Annotated[Path, typer.Argument(help="Run folder to create.")],
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    train_values: dict | None = None,
+) -> None:
+    """Train one model: patients split into training and validation; threshold and temperature from validation."""
+    from ..evaluate import train_val_split
+    from ..io import CellDataset
+    from ..train import fit
+
+    cfg = build_config(train_values or {})
+    ds = CellDataset.open(dataset)
+    split = train_val_split(
+        ds.table["sample_id"].to_numpy(), ds.labels(), val_fraction=cfg.val_fraction, seed=cfg.seed
+    )
+    res = fit(ds, split, cfg, out, resume=resume, overwrite=overwrite, log=_ui.note)
+    _ui.out.print(f"validation ({len(split.val)} cells): {_metric_line(res.val_metrics)}")
+    _ui.out.print(f"threshold {res.threshold:.3f}, temperature {res.temperature:.3f}, best epoch {res.best_epoch}")
+    _ui.out.print(f"model bundle: {res.bundle}")
+
+
+def _print_table(table: pd.DataFrame, path: Path) -> None:
+    import pandas as pd
+
+    cols = [
+        "variant",
+        "model",
+        "folds",
+        "f1_mean",
+        "f1_std",
+        "precision_mean",
+        "recall_mean",
+        "pr_auc_mean",
+        "accuracy_mean",
+        "pooled_f1",
+        "pooled_f1_lo",
+        "pooled_f1_hi",
+        "count_mae",
+    ]
+    _ui.table(pd.DataFrame(table)[[c for c in cols if c in table.columns]].round(3))
+    _ui.out.print(f"table: {path / 'table.md'} (and table.csv, per_fold.csv, comparison.png)")
+
+
+@app.command()
+@with_train_options
+def cv(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (from `ctcid ingest`).")],
+    out: Annotated[Path, typer.Argument(help="Folder for the comparison.")],
+    models: Annotated[str, typer.Option(help="Models to compare, comma-separated.")] = "resnet34",
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    train_values: dict | None = None,
+) -> None:
+    """Compare architectures with patient-grouped K-fold cross-validation: mean and spread over folds."""
+    from dataclasses import replace
+
+    from ..config import parse_list
+    from ..io import CellDataset
+    from ..train.cv import run_variants
+
+    cfg = build_config(train_values or {})
+    ds = CellDataset.open(dataset)
+    variants = {m: replace(cfg, model=m) for m in parse_list(models, "--models") or []}
+    for v in variants.values():
+        v.validate()
+    res = run_variants(
+        ds,
+        variants,
+        out,
+        base=cfg,
+        title="Architecture comparison",
+        resume=resume,
+        overwrite=overwrite,
+        log=_ui.note,
+    )
+    _print_table(res.table, out)
+
+
+@app.command()
+@with_train_options
+def ablate(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (from `ctcid ingest`).")],
+    out: Annotated[Path, typer.Argument(help="Folder for the ablation.")],
+    system: Annotated[str, typer.Option(help="Which system's table: A.")] = "A",
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    train_values: dict | None = None,
+) -> None:
+    """System A's table: BF only; each augmentation family; all three; all three + DAPI in training."""
+    from ..io import CellDataset
+    from ..train.cv import run_variants, system_a_variants
+
+    if system.upper() != "A":
+        raise CtcidError(f"--system must be A, got {system!r}")
+    cfg = build_config(train_values or {})
+    ds = CellDataset.open(dataset)
+    res = run_variants(
+        ds,
+        system_a_variants(cfg),
+        out,
+        base=cfg,
+        title="System A ablation (bright field at test time)",
+        resume=resume,
+        overwrite=overwrite,
+        log=_ui.note,
+    )
+    _print_table(res.table, out)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model bundle folder (a run's model/).")],
+    dataset: Annotated[Path, typer.Argument(help="Labelled dataset folder.")],
+    out: Annotated[Path, typer.Argument(help="Folder for metrics, plots and predictions.")],
+    batch_size: Annotated[int, typer.Option(help="Cells per inference batch.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of patients.")] = 1000,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Apply a bundle to a labelled dataset: metrics with patient-bootstrap intervals, counts, plots."""
+    import numpy as np
+
+    from ..io import CellDataset, atomic_dir
+    from ..models import check_compatible, load_bundle
+    from ..predict import infer_logits
+    from ..train.engine import predictions_frame, write_metrics
+
+    bundle = load_bundle(model)
+    ds = CellDataset.open(dataset)
+    check_compatible(bundle.meta, ds)
+    cells = np.flatnonzero(ds.labels() >= 0)
+    if len(cells) == 0:
+        raise CtcidError("the dataset has no labelled cells to evaluate against", dataset)
+    m = bundle.meta
+    with _ui.progress("predict", len(cells)) as update:
+        logits = infer_logits(
+            bundle.model,
+            ds,
+            cells,
+            channels=m.channels,
+            normalisation=m.normalisation,
+            input_size=m.input_size,
+            batch_size=batch_size,
+            device=device,
+            progress=update,
+        )
+    frame = predictions_frame(ds, cells, logits, m.temperature, m.threshold, m.model_id)
+    with atomic_dir(out, overwrite) as tmp:
+        from ..io import atomic_write_text
+
+        atomic_write_text(tmp / "predictions.csv", frame.to_csv(index=False))
+        summary = write_metrics(tmp, frame, m.threshold, m.temperature, n_boot, 0)
+    rows = [
+        {"metric": k, "value": v["value"], "lo": v["lo"], "hi": v["hi"]}
+        for k, v in summary["metrics"].items()
+        if k in ("f1", "precision", "recall", "specificity", "balanced_accuracy", "mcc", "roc_auc", "pr_auc")
+    ]
+    import pandas as pd
+
+    _ui.table(pd.DataFrame(rows).round(3), title=f"{m.model_id} on {dataset} (95% CI, patients resampled)")
+    _ui.out.print(
+        f"count MAE per patient {summary['counts'].get('count_mae', float('nan')):.2f}; results in {out}"
     )
 
 
