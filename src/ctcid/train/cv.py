@@ -119,7 +119,7 @@ def run_variants(
     splits = patient_folds(
         sample_ids, ds.labels(), n_folds=base.n_folds, seed=base.seed, val_fraction=base.val_fraction
     )
-    atomic_write_text(out / "folds.csv", fold_table(sample_ids, splits).to_csv(index=False))
+    atomic_write_text(out / "folds.csv", fold_table(sample_ids, splits, labels=ds.labels()).to_csv(index=False))
     atomic_write_text(
         out / "config.yaml",
         yaml.safe_dump(

@@ -235,7 +235,7 @@ def fit(
     t_start = time.perf_counter()
 
     atomic_write_text(out / "config.yaml", to_yaml(cfg, "train"))
-    folds = fold_table(sample_ids, [split])
+    folds = fold_table(sample_ids, [split], labels=labels)
     atomic_write_text(out / "folds.csv", folds.to_csv(index=False))
     run_info = {
         "status": "running",

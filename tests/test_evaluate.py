@@ -1,0 +1,402 @@
+"""Tests of ctcid.evaluate: patient-grouped splits, metrics, bootstrap, counts, tables and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy.special import expit
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    matthews_corrcoef,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from ctcid.errors import CtcidError
+from ctcid.evaluate import (
+    METRICS,
+    Split,
+    apply_temperature,
+    bootstrap_metrics,
+    check_no_leakage,
+    classification_metrics,
+    count_errors,
+    evaluate_predictions,
+    fit_temperature,
+    fold_table,
+    patient_folds,
+    plot_calibration,
+    plot_confusion,
+    plot_model_comparison,
+    plot_pr_roc,
+    plot_training_curves,
+    read_fold_table,
+    splits_from_table,
+    summarise_folds,
+    threshold_max_f1,
+    to_markdown,
+    train_val_split,
+    write_fold_table,
+)
+from ctcid.evaluate.metrics import _metrics_from_weights
+
+
+def cohort(n_patients: int = 20, cells: int = 30, seed: int = 0, unlabelled: int = 0):
+    """Patients with varying CTC fractions (some none); returns sample_ids (str), labels (-1/0/1), scores."""
+    rng = np.random.default_rng(seed)
+    ids, labels = [], []
+    for i in range(n_patients):
+        frac = 0.0 if i % 4 == 3 else rng.uniform(0.05, 0.3)
+        lab = (rng.random(cells) < frac).astype(np.int64)
+        if frac > 0 and not lab.any():
+            lab[0] = 1
+        ids += [f"P{i:03d}"] * cells
+        labels.append(lab)
+    y = np.concatenate(labels)
+    if unlabelled:
+        y[rng.choice(y.size, unlabelled, replace=False)] = -1
+    p = np.clip(rng.normal(0.3 + 0.35 * (y == 1), 0.18), 0, 1)
+    return np.array(ids), y, p
+
+
+def patients(ids: np.ndarray, idx: np.ndarray) -> set[str]:
+    return set(ids[idx].tolist())
+
+
+# ----------------------------------------------------------------------------------------------- splits
+
+
+def test_patient_folds_group_by_patient_and_cover_every_labelled_cell_once():
+    ids, y, _ = cohort(n_patients=20, unlabelled=25)
+    y_before = y.copy()
+    folds = patient_folds(ids, y, n_folds=5, seed=0)
+    assert [f.fold for f in folds] == list(range(5))
+    labelled = np.flatnonzero(y >= 0)
+    for f in folds:
+        check_no_leakage(ids, f)
+        tr, va, te = patients(ids, f.train), patients(ids, f.val), patients(ids, f.test)
+        assert not (tr & va) and not (tr & te) and not (va & te)
+        assert tr and va and te
+        assert (y[f.train] == 1).any() and (y[f.val] == 1).any()
+        used = np.concatenate([f.train, f.val, f.test])
+        assert np.array_equal(np.sort(used), labelled)  # all labelled cells, no unlabelled one
+        assert all(np.array_equal(a, np.sort(a)) and a.dtype == np.int64 for a in (f.train, f.val, f.test))
+    test_cells = np.concatenate([f.test for f in folds])
+    assert np.array_equal(np.sort(test_cells), labelled)  # each labelled cell in exactly one test fold
+    assert np.array_equal(y, y_before)
+
+
+def test_patient_folds_deterministic_per_seed_and_differ_across_seeds():
+    ids, y, _ = cohort(n_patients=20)
+    a = patient_folds(ids, y, n_folds=4, seed=3)
+    b = patient_folds(list(ids), pd.Series(y), n_folds=4, seed=3)
+    c = patient_folds(ids, y, n_folds=4, seed=4)
+    assert a == b
+    assert a != c
+
+
+def test_patient_folds_accept_class_names():
+    ids, y, _ = cohort(n_patients=10, unlabelled=5)
+    names = np.array(["ctc" if v == 1 else "wbc" if v == 0 else None for v in y], dtype=object)
+    assert patient_folds(ids, names, n_folds=3) == patient_folds(ids, y, n_folds=3)
+
+
+def test_patient_folds_refuse_too_few_patients_and_bad_n_folds():
+    ids, y, _ = cohort(n_patients=6)
+    with pytest.raises(CtcidError, match="too few for 5 folds"):
+        patient_folds(ids, y, n_folds=5)
+    with pytest.raises(CtcidError, match="at least 2"):
+        patient_folds(ids, y, n_folds=1)
+
+
+def test_patient_folds_refuse_a_fold_without_ctc_in_validation():
+    # CTCs in only 2 of 10 patients: the fold that tests one of them keeps one CTC patient for train+val.
+    ids = np.repeat([f"P{i}" for i in range(10)], 10)
+    y = np.zeros(100, dtype=np.int64)
+    y[[0, 1, 10, 11]] = 1
+    with pytest.raises(CtcidError, match=r"fold \d: the validation set would hold no CTC.*fewer folds"):
+        patient_folds(ids, y, n_folds=5, seed=0)
+
+
+def test_check_no_leakage_names_the_leaking_patient():
+    ids = ["A", "A", "B", "C", "C"]
+    check_no_leakage(ids, Split(0, train=[0, 1], val=[2], test=[3, 4]))
+    with pytest.raises(CtcidError, match=r"fold 2: 1 patient\(s\).*A \(train\+test\)") as err:
+        check_no_leakage(ids, Split(2, train=[0, 2], val=[], test=[1, 3]))
+    assert "B" not in str(err.value).split(":", 2)[2]
+    many = [f"P{i}" for i in range(8) for _ in range(2)]
+    with pytest.raises(CtcidError, match=r"8 patient.*and 3 more"):
+        check_no_leakage(many, Split(0, train=np.arange(0, 16, 2), val=np.arange(1, 16, 2)))
+
+
+def test_train_val_split_is_grouped_with_ctc_on_both_sides():
+    ids, y, _ = cohort(n_patients=15, unlabelled=10)
+    s = train_val_split(ids, y, val_fraction=0.2, seed=1)
+    assert s.fold == 0 and s.test.size == 0
+    assert not patients(ids, s.train) & patients(ids, s.val)
+    assert (y[s.val] == 1).any() and (y[s.train] == 1).any()
+    assert np.array_equal(np.sort(np.r_[s.train, s.val]), np.flatnonzero(y >= 0))
+    assert 1 <= len(patients(ids, s.val)) <= 6
+    assert train_val_split(ids, y, val_fraction=0.2, seed=1) == s
+
+
+def test_fold_table_round_trip(tmp_path: Path):
+    ids, y, _ = cohort(n_patients=12, unlabelled=8)
+    ids = np.array([f"00{s[1:]}" for s in ids])  # leading zeros must survive the CSV
+    folds = patient_folds(ids, y, n_folds=3, seed=2)
+    table = fold_table(ids, folds, labels=y)
+    assert list(table.columns) == ["fold", "sample_id", "role", "cells", "ctc"]
+    assert not table.duplicated(["fold", "sample_id"]).any()
+    assert table["cells"].sum() == 3 * (y >= 0).sum()
+    assert table["ctc"].sum() == 3 * (y == 1).sum()
+    assert set(table["role"]) == {"train", "val", "test"}
+    assert splits_from_table(table, ids, labels=y) == folds
+    path = write_fold_table(table, tmp_path / "folds.csv")
+    assert splits_from_table(read_fold_table(path), ids, labels=y) == folds
+    with pytest.raises(CtcidError, match="another version of the dataset"):
+        splits_from_table(table, ids)  # unlabelled cells would be added: counts disagree
+    with pytest.raises(CtcidError, match="not in the dataset"):
+        splits_from_table(table, np.where(ids == ids[0], "X", ids), labels=y)
+
+
+def test_splits_from_table_refuses_a_patient_listed_twice():
+    table = pd.DataFrame({"fold": [0, 0, 0], "sample_id": ["A", "B", "A"], "role": ["train", "val", "test"]})
+    with pytest.raises(CtcidError, match="twice in one fold"):
+        splits_from_table(table, ["A", "B"])
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+def test_threshold_max_f1_exact_values():
+    # thresholds 0.8: F1 2/3; 0.4: 1/2; 0.35: 0.8 (best); 0.1: 2/3. Midpoint of 0.35 and 0.1.
+    assert threshold_max_f1([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.225, abs=1e-12)
+    # best is the top score alone (F1 = 1); next lower distinct score 0.3 (ties collapse)
+    assert threshold_max_f1([0, 0, 0, 1, 1], [0.3, 0.3, 0.2, 0.9, 0.9]) == pytest.approx(0.6, abs=1e-12)
+    # every cell must be called to reach the best F1: midpoint between the lowest score and 0
+    assert threshold_max_f1([1, 1], [0.4, 0.7]) == pytest.approx(0.2, abs=1e-12)
+    assert threshold_max_f1([0, 0, 0], [0.1, 0.9, 0.5]) == 0.5
+
+
+def test_threshold_max_f1_gives_the_best_f1_on_random_scores():
+    rng = np.random.default_rng(0)
+    y = (rng.random(300) < 0.15).astype(int)
+    p = np.clip(rng.normal(0.3 + 0.3 * y, 0.2), 0, 1).round(2)
+    t = threshold_max_f1(y, p)
+    best = max(f1_score(y, p >= c) for c in np.unique(p))
+    assert f1_score(y, p >= t) == pytest.approx(best)
+    assert not np.isin(t, p)  # strictly between two scores
+
+
+def test_fit_temperature_recovers_known_temperature():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2.0, 20_000)
+    y = (rng.random(z.size) < expit(z)).astype(int)
+    T = fit_temperature(2.0 * z, y)
+    assert T == pytest.approx(2.0, rel=0.1)
+    assert fit_temperature(2.0 * z, np.ones_like(y)) == 1.0
+
+
+def test_apply_temperature_is_stable_and_refuses_bad_t():
+    p = apply_temperature(np.array([-1e4, 0.0, 1e4, 2.0]), 2.0)
+    assert np.all(np.isfinite(p))
+    assert p.tolist()[:3] == [0.0, 0.5, 1.0]
+    assert p[3] == pytest.approx(1 / (1 + np.exp(-1.0)))
+    with pytest.raises(CtcidError):
+        apply_temperature([0.0], 0.0)
+
+
+def test_classification_metrics_match_sklearn():
+    rng = np.random.default_rng(1)
+    y = (rng.random(500) < 0.2).astype(int)
+    p = np.clip(rng.normal(0.35 + 0.3 * y, 0.2), 0, 1)
+    t = 0.5
+    m = classification_metrics(pd.Series(y), list(p), t)
+    pred = p >= t
+    assert list(m) == list(METRICS)
+    assert m["f1"] == pytest.approx(f1_score(y, pred))
+    assert m["precision"] == pytest.approx(precision_score(y, pred))
+    assert m["recall"] == pytest.approx(recall_score(y, pred))
+    assert m["mcc"] == pytest.approx(matthews_corrcoef(y, pred))
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y, p))
+    tn = np.sum((y == 0) & ~pred)
+    fp = np.sum((y == 0) & pred)
+    assert m["specificity"] == pytest.approx(tn / (tn + fp))
+    assert m["balanced_accuracy"] == pytest.approx((m["recall"] + m["specificity"]) / 2)
+    assert m["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (
+        np.sum((y == 1) & pred),
+        fp,
+        tn,
+        np.sum((y == 1) & ~pred),
+    )
+    assert (m["n"], m["n_ctc"]) == (500, y.sum())
+
+
+def test_classification_metrics_one_class_gives_nan_not_exception():
+    m = classification_metrics([0, 0, 0], [0.1, 0.7, 0.2], 0.5)
+    for k in ("recall", "balanced_accuracy", "mcc", "roc_auc", "pr_auc"):
+        assert np.isnan(m[k]), k
+    assert m["specificity"] == pytest.approx(2 / 3)
+    assert m["f1"] == 0.0 and m["precision"] == 0.0
+    perfect = classification_metrics([0, 0], [0.1, 0.2], 0.5)
+    assert np.isnan(perfect["f1"]) and perfect["accuracy"] == 1.0
+    m = classification_metrics([1, 1], [0.9, 0.2], 0.5)
+    assert np.isnan(m["specificity"]) and np.isnan(m["roc_auc"]) and m["recall"] == 0.5
+    with pytest.raises(CtcidError, match="unlabelled"):
+        classification_metrics([1, -1], [0.9, 0.2], 0.5)
+
+
+# -------------------------------------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_vectorised_metrics_equal_explicit_resamples():
+    ids, y, p = cohort(n_patients=12, cells=25, seed=5)
+    p = p.round(2)  # ties in scores
+    _, patient = np.unique(ids, return_inverse=True)
+    w = np.random.default_rng(0).integers(0, 3, size=(6, 12))
+    w[0] = 1
+    got = _metrics_from_weights(w, patient, y, p, 0.5)
+    for b in range(w.shape[0]):
+        cells = np.concatenate([np.repeat(np.flatnonzero(patient == j), w[b, j]) for j in range(12)])
+        ref = classification_metrics(y[cells], p[cells], 0.5)
+        for k in METRICS:
+            assert got[k][b] == pytest.approx(ref[k], nan_ok=True), (b, k)
+
+
+def test_bootstrap_interval_contains_estimate_narrows_and_is_deterministic():
+    ids, y, p = cohort(n_patients=10, cells=40, seed=1)
+    small = bootstrap_metrics(y, p, 0.5, ids, n_boot=400, seed=0).set_index("metric")
+    assert list(small.columns) == ["value", "lo", "hi"]
+    point = classification_metrics(y, p, 0.5)
+    for k in ("f1", "recall", "specificity", "roc_auc", "pr_auc", "brier"):
+        assert small.loc[k, "value"] == pytest.approx(point[k])
+        assert small.loc[k, "lo"] <= small.loc[k, "value"] <= small.loc[k, "hi"]
+    ids2, y2, p2 = cohort(n_patients=80, cells=40, seed=1)
+    large = bootstrap_metrics(y2, p2, 0.5, ids2, n_boot=400, seed=0).set_index("metric")
+    width = lambda df, k: df.loc[k, "hi"] - df.loc[k, "lo"]  # noqa: E731
+    for k in ("f1", "recall", "roc_auc"):
+        assert width(large, k) < width(small, k)
+    again = bootstrap_metrics(y, p, 0.5, ids, n_boot=400, seed=0).set_index("metric")
+    pd.testing.assert_frame_equal(again, small)
+    other = bootstrap_metrics(y, p, 0.5, ids, n_boot=400, seed=1).set_index("metric")
+    assert not other.equals(small)
+
+
+def test_bootstrap_resamples_patients_not_cells():
+    # All 50 CTCs sit in patient P00 and 30 of them are found. Resampling patients: every resample with P00 has
+    # recall exactly 0.6 (resamples without it are dropped), and the CTC count is 0 (P00 missed, p = 0.36) up to
+    # 100 or more (P00 drawn twice, p = 0.26). Resampling cells would give a spread of recalls and counts near 50.
+    ids = np.repeat([f"P{i:02d}" for i in range(20)], 50)
+    y = np.zeros(ids.size, dtype=int)
+    y[:50] = 1
+    p = np.full(ids.size, 0.1)
+    p[:30] = 0.9
+    df = bootstrap_metrics(y, p, 0.5, ids, n_boot=1000, seed=0).set_index("metric")
+    assert df.loc["recall", "lo"] == df.loc["recall", "hi"] == df.loc["recall", "value"] == 0.6
+    assert df.loc["n_ctc", "lo"] == 0
+    assert df.loc["n_ctc", "hi"] >= 100
+    assert df.loc["n", "lo"] == df.loc["n", "hi"] == 1000  # 20 patients of 50 cells drawn every time
+
+
+# ----------------------------------------------------------------------------------------------- counts
+
+
+def test_count_errors_hand_made():
+    ids = ["A"] * 4 + ["B"] * 3 + ["C"] * 2
+    y = [1, 1, 0, 0, 0, 0, 0, 1, 1]
+    pred = [1, 0, 0, 0, 1, 1, 0, 1, 1]
+    p = [0.9, 0.4, 0.1, 0.1, 0.6, 0.7, 0.2, 0.8, 0.9]
+    table, summary = count_errors(y, pred, ids, p)
+    assert table["sample_id"].tolist() == ["A", "B", "C"]
+    assert table["cells"].tolist() == [4, 3, 2]
+    assert table["true_ctc"].tolist() == [2, 0, 2]
+    assert table["pred_ctc"].tolist() == [1, 2, 2]
+    assert table["error"].tolist() == [-1, 2, 0]
+    assert table["expected_ctc"].tolist() == pytest.approx([1.5, 1.5, 1.7])
+    assert summary["count_mae"] == pytest.approx(1.0)
+    assert summary["count_bias"] == pytest.approx(1 / 3)
+    assert summary["expected_count_mae"] == pytest.approx((0.5 + 1.5 + 0.3) / 3)
+    assert summary["count_spearman"] == pytest.approx(-0.5)  # ranks true (2.5, 1, 2.5) vs called (1, 2.5, 2.5)
+    _, s2 = count_errors(y, [0] * 9, ids)
+    assert np.isnan(s2["count_spearman"]) and np.isnan(s2["expected_count_mae"])
+
+
+def test_evaluate_predictions_combines_everything():
+    ids, y, p = cohort(n_patients=8, cells=20, seed=3)
+    logits = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1)) * 2.0
+    r = evaluate_predictions(y, logits, ids, threshold=0.5, temperature=2.0, n_boot=50)
+    assert r["threshold"] == 0.5 and r["temperature"] == 2.0
+    m = r["metrics"].set_index("metric")["value"]
+    assert m["f1"] == pytest.approx(classification_metrics(y, apply_temperature(logits, 2.0), 0.5)["f1"])
+    assert r["counts"]["pred_ctc"].sum() == m["tp"] + m["fp"]
+    assert set(r["count_summary"]) == {"count_mae", "count_bias", "count_spearman", "expected_count_mae"}
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+
+def test_summarise_folds():
+    df = summarise_folds([{"fold": 0, "f1": 0.6, "auc": 0.9}, {"fold": 1, "f1": 0.8, "auc": float("nan")}])
+    assert df["metric"].tolist() == ["f1", "auc"]
+    row = df.set_index("metric").loc["f1"]
+    assert (row["mean"], row["min"], row["max"], row["n"]) == pytest.approx((0.7, 0.6, 0.8, 2))
+    assert row["std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert df.set_index("metric").loc["auc", "mean"] == 0.9
+
+
+def test_to_markdown_format():
+    df = pd.DataFrame({"model": ["resnet50", "a|b"], "f1": [0.79812, np.nan], "folds": [5, 12]})
+    assert to_markdown(df) == (
+        "| model    |    f1 | folds |\n"
+        "|:---------|------:|------:|\n"
+        "| resnet50 | 0.798 |     5 |\n"
+        "| a\\|b     |       |    12 |"
+    )
+    assert to_markdown(df[["f1"]], floatfmt=".1%").splitlines()[2] == "| 79.8% |"
+
+
+# ------------------------------------------------------------------------------------------------- plots
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as im:
+        assert np.asarray(im.convert("L"), dtype=float).std() > 0
+
+
+def test_plots_write_non_blank_pngs(tmp_path: Path):
+    _, y, p = cohort(n_patients=6, cells=40, seed=4)
+    outs = [
+        plot_pr_roc(y, p, tmp_path / "pr_roc.png", threshold=0.5, title="test"),
+        plot_pr_roc(np.zeros(5, int), np.linspace(0, 1, 5), tmp_path / "pr_roc_one_class.png"),
+        plot_confusion(y, p >= 0.5, tmp_path / "confusion.png"),
+        plot_calibration(y, p, tmp_path / "calibration.png", n_bins=8),
+        plot_calibration(y, p, tmp_path / "calibration_q.png", strategy="quantile"),
+        plot_training_curves(
+            pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.7, 0.5, 0.4], "val_f1": [0.3, 0.5, 0.6]}),
+            tmp_path / "sub" / "history.png",
+        ),
+        plot_model_comparison(
+            pd.DataFrame(
+                {"model": ["a"] * 3 + ["b"] * 3, "fold": [0, 1, 2] * 2, "f1": [0.5, 0.6, 0.55, 0.7, 0.8, 0.75]}
+            ),
+            tmp_path / "models.png",
+        ),
+    ]
+    for out in outs:
+        assert out.exists()
+        assert_png(out)
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+    with pytest.raises(CtcidError, match="none of the columns"):
+        plot_training_curves(pd.DataFrame({"epoch": [1]}), tmp_path / "x.png")
