@@ -108,7 +108,9 @@ def create_model(
         import timm
 
         if not timm.is_model(name):
-            close = [n for n in timm.list_models(f"*{name.split('_')[0]}*")[:6]]
+            import difflib
+
+            close = difflib.get_close_matches(name, list(_REGISTRY) + timm.list_models(), n=5, cutoff=0.6)
             hint = f"; similar: {', '.join(close)}" if close else ""
             raise CtcidError(f"unknown model {name!r} (not a ctcid model nor a timm backbone{hint})")
         if pretrained and not _hub_reachable():

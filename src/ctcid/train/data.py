@@ -54,10 +54,9 @@ class Normalizer(torch.nn.Module):
 
     def __init__(self, norm: dict[str, dict[str, float]], channels: list[str]):
         super().__init__()
-        rows = torch.tensor(
-            [[norm[c]["lo"], norm[c]["hi"], norm[c]["mean"], norm[c]["std"]] for c in channels],
-            dtype=torch.float32,
-        )
+        ident = {"lo": 0.0, "hi": 1.0, "mean": 0.0, "std": 1.0}  # channels the model never reads
+        keys = ("lo", "hi", "mean", "std")
+        rows = torch.tensor([[norm.get(c, ident)[k] for k in keys] for c in channels], dtype=torch.float32)
         self.register_buffer("table", rows, persistent=False)
         self.channels = list(channels)
 
