@@ -48,3 +48,46 @@ def deparray(tmp_path: Path) -> tuple[Path, dict]:
     root = tmp_path / "export"
     truth = make_deparray(root)
     return root, truth
+
+
+def make_store(
+    out: Path, patients: int = 8, cells: int = 24, ctc: int = 6, size: int = 32, seed: int = 0, noise: float = 0.3
+) -> Path:
+    """A small labelled dataset written straight to the store: CTCs are larger, brighter-nucleus discs."""
+    import pandas as pd
+
+    from ctcid.io import DatasetWriter
+
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True)
+    writer = DatasetWriter(out, list(CHANNELS), size, 0.64)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    r = np.hypot(yy, xx)
+    for p in range(patients):
+        is_ctc = np.zeros(cells, bool)
+        is_ctc[:ctc] = True
+        radius = np.where(is_ctc, rng.uniform(8, 11, cells), rng.uniform(5, 8.5, cells))
+        disc = (r[None] < radius[:, None, None]).astype(np.float32)
+        ring = (np.abs(r[None] - radius[:, None, None]) < 1.5).astype(np.float32)
+        base = rng.normal(0, noise, (cells, 4, size, size)).astype(np.float32)
+        base[:, 0] += 1 - 0.5 * disc
+        base[:, 1] += disc * np.where(is_ctc, 1.0, 0.6)[:, None, None]
+        base[:, 2] += disc * is_ctc[:, None, None]
+        base[:, 3] += ring * (~is_ctc)[:, None, None]
+        pixels = np.clip(1000 + 8000 * base, 0, 65535).astype(np.uint16)
+        rows = pd.DataFrame(
+            {
+                "cell_id": [f"P{p}_c{i:02d}" for i in range(cells)],
+                "sample_id": f"P{p}",
+                "label": np.where(is_ctc, "ctc", "wbc"),
+                "qc_flags": "",
+            }
+        )
+        writer.append(pixels, rows)
+    writer.finish({"source": {"root": "generated", "layout": "test", "detected": False}, "rejected": 0})
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_store(tmp_path_factory.mktemp("store") / "ds")

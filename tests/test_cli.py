@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_deparray
 
+from conftest import make_deparray
 from ctcid.cli import run
 
 

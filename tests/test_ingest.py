@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-from conftest import make_deparray, write_tiff
 from PIL import Image
 
+from conftest import make_deparray, write_tiff
 from ctcid.errors import CtcidError, InputError
 from ctcid.io import CellDataset, IngestOptions, fit_to_size, ingest, plan_ingest
 
@@ -100,7 +100,11 @@ def test_differing_sizes_pad_and_resize(tmp_path: Path):
     ingest(root, tmp_path / "pad", IngestOptions(size=20))
     t = _open(tmp_path / "pad").table.set_index("cell_id")
     flags = t["qc_flags"].str.split(";")
-    assert flags["a"] == ["blank:BF"] and flags["b"] == ["blank:BF", "padded"] and flags["c"] == ["blank:BF", "cropped"]
+    assert (
+        flags["a"] == ["blank:BF"]
+        and flags["b"] == ["blank:BF", "padded"]
+        and flags["c"] == ["blank:BF", "cropped"]
+    )
     assert (t["scale"] == 1.0).all() and t.loc["c", "orig_height"] == 40 and t.loc["c", "orig_width"] == 30
     pad = _open(tmp_path / "pad").images([1])[0, 0]
     assert (pad == 9).all()  # padded with the border median, no black frame

@@ -112,6 +112,7 @@ class AtomicLastCheckpoint(ModelCheckpoint):
             save_top_k=1,
             save_last=False,
             every_n_epochs=1,
+            save_on_train_epoch_end=True,  # after History and BestWeights (checkpoint callbacks run last)
             enable_version_counter=False,
         )
 

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctcid.errors import CtcidError
+from ctcid.evaluate import Split, patient_folds, train_val_split
+from ctcid.io import CellDataset
+from ctcid.models import load_bundle
+from ctcid.train import TrainConfig, fit
+from ctcid.train.data import BatchPlan, StoreBatches, training_samples
+
+FAST = TrainConfig(model="resnet10t", epochs=2, batch_size=32, n_boot=50, progress=False, patience=5, lr=3e-3)
+
+
+def _split(ds: CellDataset) -> Split:
+    return train_val_split(ds.table["sample_id"].to_numpy(), ds.labels(), val_fraction=0.25, seed=0)
+
+
+def test_fit_writes_a_complete_run(small_store: Path, tmp_path: Path):
+    ds = CellDataset.open(small_store)
+    res = fit(ds, _split(ds), FAST, tmp_path / "run")
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "complete" and run["seed"] == 0 and run["dataset_fingerprint"] == ds.fingerprint
+    assert run["epochs_run"] == 2 and "torch" in run["versions"]
+    hist = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert hist["epoch"].tolist() == [1, 2] and hist["train_loss"].notna().all()
+    folds = pd.read_csv(tmp_path / "run" / "folds.csv")
+    assert set(folds["role"]) == {"train", "val"} and folds.groupby("sample_id")["role"].nunique().max() == 1
+    bundle = load_bundle(res.bundle)
+    assert bundle.meta.channels == ["BF"] and bundle.meta.crop_size == [32, 32]
+    assert (
+        bundle.meta.threshold == pytest.approx(res.threshold)
+        and bundle.meta.training["config"]["model"] == "resnet10t"
+    )
+    assert (tmp_path / "run" / "training_curves.png").stat().st_size > 1000
+    val = pd.read_csv(tmp_path / "run" / "val_predictions.csv")
+    assert set(val["sample_id"]) == set(bundle.meta.training["val_samples"])
+    assert ((val["p_ctc"] >= res.threshold) == (val["call"] == "ctc")).all()
+
+
+def test_fixed_seed_gives_identical_results(small_store: Path, tmp_path: Path):
+    ds = CellDataset.open(small_store)
+    cfg = replace(FAST, epochs=1)
+    fit(ds, _split(ds), cfg, tmp_path / "a")
+    fit(ds, _split(ds), cfg, tmp_path / "b")
+    a = pd.read_csv(tmp_path / "a" / "val_predictions.csv")
+    b = pd.read_csv(tmp_path / "b" / "val_predictions.csv")
+    np.testing.assert_array_equal(a["logit"].to_numpy(), b["logit"].to_numpy())
+
+
+def test_leaking_split_is_refused(small_store: Path, tmp_path: Path):
+    ds = CellDataset.open(small_store)
+    split = _split(ds)
+    leaky = Split(0, np.union1d(split.train, split.val[:3]), split.val, np.array([], np.int64))
+    with pytest.raises(CtcidError, match="appear"):
+        fit(ds, leaky, FAST, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_folder_needs_resume_or_overwrite(small_store: Path, tmp_path: Path):
+    ds = CellDataset.open(small_store)
+    cfg = replace(FAST, epochs=1)
+    fit(ds, _split(ds), cfg, tmp_path / "run")
+    with pytest.raises(CtcidError, match="--resume.*--overwrite"):
+        fit(ds, _split(ds), cfg, tmp_path / "run")
+    with pytest.raises(CtcidError, match="already complete"):
+        fit(ds, _split(ds), cfg, tmp_path / "run", resume=True)
+
+
+def test_dapi_in_training_only(small_store: Path, tmp_path: Path):
+    ds = CellDataset.open(small_store)
+    cells = np.arange(5)
+    rows = training_samples(cells, [0], [1], "extra")
+    assert rows.tolist() == [[c, 0] for c in cells] + [[c, 1] for c in cells]
+    plan = BatchPlan(rows, ds.labels(), 4, shuffle=True, balanced=False, seed=0)
+    batch = StoreBatches(ds, plan, [0, 1])[0]
+    for k in range(4):
+        cell, src = int(batch["index"][k]), int(batch["src"][k, 0])
+        np.testing.assert_array_equal(batch["pixels"][k, 0].numpy(), ds.images([cell])[0, src])
+    sub = BatchPlan(
+        training_samples(np.arange(40), [0], [1], "substitute"),
+        ds.labels(),
+        40,
+        True,
+        False,
+        0,
+        substitute=[1],
+        substitute_p=0.5,
+    )
+    src = StoreBatches(ds, sub, [0, 1])[0]["src"][:, 0].numpy()
+    assert 5 < (src == 1).sum() < 35 and set(src) == {0, 1}
+    cfg = replace(FAST, epochs=1, train_extra_channels=["DAPI"])
+    res = fit(ds, _split(ds), cfg, tmp_path / "run")
+    meta = load_bundle(res.bundle).meta
+    assert meta.channels == ["BF"] and list(meta.normalisation) == ["BF"]  # test time stays bright field only
+    assert meta.training["config"]["train_extra_channels"] == ["DAPI"]
+
+
+def test_balanced_sampler_draws_classes_equally(small_store: Path):
+    ds = CellDataset.open(small_store)
+    rows = training_samples(np.arange(len(ds)), [0], [], "extra")
+    plan = BatchPlan(rows, ds.labels(), len(rows), shuffle=True, balanced=True, seed=3)
+    y = StoreBatches(ds, plan, [0])[0]["y"].numpy()
+    assert abs(y.mean() - 0.5) < 0.1 and ds.labels().mean() < 0.3
+
+
+_KILL_SCRIPT = """
+import sys
+from dataclasses import replace
+from ctcid.evaluate import train_val_split
+from ctcid.io import CellDataset
+from ctcid.train import TrainConfig, fit
+ds = CellDataset.open(sys.argv[1])
+split = train_val_split(ds.table["sample_id"].to_numpy(), ds.labels(), val_fraction=0.25, seed=0)
+cfg = TrainConfig(model="resnet10t", epochs=3, batch_size=32, n_boot=50, progress=False, patience=5, lr=3e-3)
+fit(ds, split, cfg, sys.argv[2], resume=len(sys.argv) > 3)
+"""
+
+
+def test_killed_run_resumes_to_the_same_result(small_store: Path, tmp_path: Path):
+    script = tmp_path / "train.py"
+    script.write_text(_KILL_SCRIPT)
+    ref = tmp_path / "ref"
+    subprocess.run([sys.executable, str(script), str(small_store), str(ref)], check=True, timeout=600)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(script), str(small_store), str(run)])
+    ckpt = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not ckpt.exists():  # killed after the first epoch's checkpoint
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    assert not (run / "model").exists() and ckpt.exists()
+    subprocess.run([sys.executable, str(script), str(small_store), str(run), "resume"], check=True, timeout=600)
+    a = pd.read_csv(ref / "val_predictions.csv")["logit"].to_numpy()
+    b = pd.read_csv(run / "val_predictions.csv")["logit"].to_numpy()
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    assert json.loads((run / "run.json").read_text())["epochs_run"] == 3
+
+
+def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
+    from ctcid.train.cv import run_variants, system_a_variants
+
+    ds = CellDataset.open(small_store)
+    base = replace(FAST, epochs=1, n_folds=2)
+    variants = system_a_variants(base)
+    assert list(variants) == ["bf", "bf+geometric", "bf+illumination", "bf+noise", "bf+aug", "bf+aug+dapi"]
+    assert variants["bf"].augment_config().families() == []
+    assert variants["bf+aug+dapi"].train_extra_channels == ["DAPI"]
+    picked = {k: variants[k] for k in ("bf", "bf+aug+dapi")}
+    res = run_variants(ds, picked, tmp_path / "abl", base=base, title="t")
+    assert len(res.per_fold) == 4 and set(res.per_fold["fold"]) == {0, 1}
+    md = (tmp_path / "abl" / "table.md").read_text()
+    assert "| bf+aug+dapi |" in md and "±" in md
+    folds = pd.read_csv(tmp_path / "abl" / "folds.csv")
+    test_sets = folds[folds["role"] == "test"].groupby("fold")["sample_id"].apply(set)
+    assert not (test_sets[0] & test_sets[1])
+    splits = patient_folds(ds.table["sample_id"].to_numpy(), ds.labels(), n_folds=2, seed=0, val_fraction=0.2)
+    for name in picked:  # both variants were tested on exactly the same held-out patients
+        for s in splits:
+            pred = pd.read_csv(tmp_path / "abl" / name / f"fold{s.fold}" / "test_predictions.csv")
+            assert set(pred["cell_id"]) == set(ds.table["cell_id"].iloc[s.test])
