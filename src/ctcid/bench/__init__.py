@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .ingest import bench_ingest, machine_info
+from .train import bench_train
 
-__all__ = ["bench_ingest", "machine_info"]
+__all__ = ["bench_ingest", "bench_train", "machine_info"]

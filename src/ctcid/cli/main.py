@@ -457,6 +457,41 @@ def bench_ingest(
         _ui.out.print(f"wrote {out}")
 
 
+@bench_app.command("train")
+def bench_train_cmd(
+    model: Annotated[str, typer.Option(help="Backbone.")] = "resnet50",
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 512,
+    size: Annotated[int, typer.Option(help="Input size in px.")] = 96,
+    steps: Annotated[int, typer.Option(help="Timed steps (after warm-up).")] = 30,
+    warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 5,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on GPU), 32 or bf16-mixed.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Batch loader processes.")] = 2,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model in both loops.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+) -> None:
+    """Training images/s: model only (tensors on the device) against end to end (store + augmentation)."""
+    from ..bench import bench_train
+    from ..io import atomic_write_text
+
+    result = bench_train(
+        model=model,
+        batch_size=batch_size,
+        size=size,
+        steps=steps,
+        warmup=warmup,
+        device=device,
+        precision=precision,
+        workers=workers,
+        compile=compile,
+    )
+    _ui.out.print(json.dumps(result, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        _ui.out.print(f"wrote {out}")
+
+
 # ----------------------------------------------------------------------------------------------- entry
 
 

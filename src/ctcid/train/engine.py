@@ -80,11 +80,11 @@ def git_revision() -> str | None:
         return None
 
 
-def _accelerator(cfg: TrainConfig) -> tuple[str, str]:
+def accelerator_for(device: str, precision: str) -> tuple[str, str]:
+    """Lightning accelerator and precision for ``device``/``precision`` options (bf16 autocast on GPU)."""
     from ..predict import resolve_device
 
-    dev = resolve_device(cfg.device)
-    precision = cfg.precision
+    dev = resolve_device(device)
     if precision == "auto":
         precision = "bf16-mixed" if dev.type == "cuda" else "32-true"
     if precision == "32":
@@ -249,7 +249,7 @@ def fit(
     atomic_write_text(out / RUN_FILE, json.dumps(run_info, indent=2) + "\n")
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    accelerator, precision = _accelerator(cfg)
+    accelerator, precision = accelerator_for(cfg.device, cfg.precision)
     on_gpu = accelerator == "gpu"
     model = create_model(cfg.model, in_chans=len(cfg.channels), pretrained=cfg.pretrained, weights=cfg.weights)
     if on_gpu:

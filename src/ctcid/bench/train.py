@@ -1,0 +1,200 @@
+"""``ctcid bench train``: training throughput, model-only against end to end, in one run.
+
+Model-only: random tensors already on the device, forward + backward + optimiser step. End to end:
+the real data path, a packed store -> batches of uint16 crops -> device -> window -> augmentation
+(all three families) -> standardise -> the same step, driven by the Lightning trainer as in
+``ctcid train``. The ratio says how much the data path costs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["bench_train"]
+
+
+def _random_store(folder: Path, cells: int, size: int, seed: int) -> Path:
+    import pandas as pd
+
+    from ..io import DatasetWriter
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    writer = DatasetWriter(folder, ["BF", "DAPI"], size, 0.64)
+    chunk = 1024
+    for start in range(0, cells, chunk):
+        n = min(chunk, cells - start)
+        px = rng.integers(500, 30000, size=(n, 2, size, size), dtype=np.uint16)
+        writer.append(
+            px,
+            pd.DataFrame(
+                {
+                    "cell_id": [f"c{start + i}" for i in range(n)],
+                    "sample_id": [f"P{(start + i) % 20:02d}" for i in range(n)],
+                    "label": np.where(rng.random(n) < 0.2, "ctc", "wbc"),
+                    "qc_flags": "",
+                }
+            ),
+        )
+    writer.finish({"source": {"root": "bench", "layout": "bench", "detected": False}, "rejected": 0})
+    return folder
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_train(
+    model: str = "resnet50",
+    batch_size: int = 512,
+    size: int = 96,
+    steps: int = 30,
+    warmup: int = 5,
+    device: str = "auto",
+    precision: str = "auto",
+    workers: int = 2,
+    compile: bool = False,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Images/s of training steps with and without the data path, measured side by side."""
+    import lightning.pytorch as pl
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from ..augment import AugmentConfig, BatchAugment
+    from ..io import CellDataset
+    from ..models import create_model
+    from ..predict import autocast_dtype, resolve_device
+    from ..train.data import BatchPlan, Normalizer, StoreBatches, channel_normalisation, training_samples
+    from ..train.engine import EpochBatches, _quiet_lightning, accelerator_for
+    from ..train.module import CTCClassifier
+    from .ingest import machine_info
+
+    dev = resolve_device(device)
+    amp = autocast_dtype(dev, precision)
+    on_gpu = dev.type == "cuda"
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(seed)
+
+    # ---- model only
+    net = create_model(model, in_chans=1).to(dev)
+    if on_gpu:
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    x = torch.randn(batch_size, 1, size, size, device=dev)
+    if on_gpu:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(batch_size, device=dev) < 0.2).float()
+    step_net = torch.compile(net) if compile else net
+
+    def step() -> None:
+        with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+            loss = F.binary_cross_entropy_with_logits(step_net(x).reshape(-1).float(), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(dev)
+    model_only = steps * batch_size / (time.perf_counter() - t0)
+
+    # ---- end to end through the trainer
+    _quiet_lightning()
+    cells = batch_size * (steps + warmup + 2)
+    with tempfile.TemporaryDirectory(prefix="ctcid-bench-") as tmp:
+        ds = CellDataset.open(_random_store(Path(tmp) / "ds", cells, size, seed))
+        norm = channel_normalisation(ds, ["BF"])
+        rows = training_samples(np.arange(len(ds)), [0], [], "extra")
+        batches = StoreBatches(ds, BatchPlan(rows, ds.labels(), batch_size, True, False, seed), [0])
+        loader = DataLoader(
+            batches,
+            sampler=EpochBatches(batches),
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=on_gpu,
+            persistent_workers=workers > 0,
+        )
+        net2 = create_model(model, in_chans=1)
+        if on_gpu:
+            net2 = net2.to(memory_format=torch.channels_last)
+        module = CTCClassifier(
+            net2,
+            Normalizer(norm, ds.channels),
+            BatchAugment(AugmentConfig(), out_size=size),
+            input_size=size,
+            lr=1e-4,
+            weight_decay=0.0,
+            epochs=1,
+            loss="bce",
+            pos_weight=1.0,
+            focal_gamma=2.0,
+            seed=seed,
+            channels_last=on_gpu,
+        )
+        if compile:
+            module.model = torch.compile(module.model)
+
+        class Timer(pl.Callback):
+            t_start = t_end = 0.0
+
+            def on_train_batch_start(self, trainer: pl.Trainer, *_: Any) -> None:
+                if trainer.global_step == warmup:
+                    _sync(dev)
+                    self.t_start = time.perf_counter()
+
+            def on_train_end(self, trainer: pl.Trainer, *_: Any) -> None:
+                _sync(dev)
+                self.t_end = time.perf_counter()
+
+        timer = Timer()
+        accel, prec = accelerator_for(device, precision)
+        trainer = pl.Trainer(
+            max_steps=warmup + steps,
+            accelerator=accel,
+            devices=1,
+            precision=prec,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            callbacks=[timer],
+            use_distributed_sampler=False,
+        )
+        trainer.fit(module, loader)
+        end_to_end = steps * batch_size / (timer.t_end - timer.t_start)
+    return {
+        "benchmark": "train",
+        "machine": machine_info(),
+        "device": torch.cuda.get_device_name(dev) if on_gpu else "cpu",
+        "workload": {
+            "model": model,
+            "batch_size": batch_size,
+            "size_px": size,
+            "in_chans": 1,
+            "steps": steps,
+            "warmup": warmup,
+            "precision": str(amp) if amp else "fp32",
+            "channels_last": on_gpu,
+            "compile": compile,
+            "augment": "geometric + illumination + noise",
+            "loader_workers": workers,
+        },
+        "model_only_images_per_s": round(model_only, 1),
+        "end_to_end_images_per_s": round(end_to_end, 1),
+        "ratio": round(end_to_end / model_only, 3),
+        "target_ratio_gpu": 0.90,
+    }
