@@ -410,14 +410,18 @@ def demo(
     patients: Annotated[int, typer.Option(help="Synthetic patients.")] = 10,
     cells_per_patient: Annotated[int, typer.Option(help="Cells per patient.")] = 150,
     difficulty: Annotated[str, typer.Option(help="easy, medium or hard.")] = "medium",
+    epochs: Annotated[int, typer.Option(help="Training epochs per fold.")] = 6,
+    folds: Annotated[int, typer.Option(help="Patient-grouped folds.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Run the main job end to end on a synthetic cohort: synth, ingest, summary and montage."""
+    """Run the main job end to end on a synthetic cohort: synth, ingest, summary, patient-grouped CV."""
     import shutil
 
-    from ..io import IngestOptions
+    from ..io import CellDataset, IngestOptions
     from ..synth import SynthConfig
+    from ..train import TrainConfig
+    from ..train.cv import run_variants
 
     if out.exists():
         if not overwrite:
@@ -425,13 +429,41 @@ def demo(
         shutil.rmtree(out)
     out.mkdir(parents=True)
     cfg = SynthConfig(patients=patients, cells_per_patient=cells_per_patient, difficulty=difficulty, seed=seed)
-    _ui.note(f"[1/3] synthetic DEPArray export: {patients} patients x {cells_per_patient} cells ({difficulty})")
+    _ui.note(f"[1/4] synthetic DEPArray export: {patients} patients x {cells_per_patient} cells ({difficulty})")
     _synth(out / "export", cfg, None, False)
-    _ui.note("[2/3] ingest into a cell dataset")
+    _ui.note("[2/4] ingest into a cell dataset")
     _ingest(out / "export", out / "dataset", IngestOptions(), False)
-    _ui.note("[3/3] dataset summary")
+    _ui.note("[3/4] dataset summary")
     _info(out / "dataset", out / "montage.png", out / "summary.csv")
-    _ui.out.print(f"\nresults in {out}/: export/ (raw images), dataset/ (cell dataset), summary.csv, montage.png")
+    _ui.note(
+        f"[4/4] {folds}-fold patient-grouped CV of a bright-field ResNet-18 with System A's recipe "
+        "(three augmentation families, DAPI added in training)"
+    )
+    train_cfg = TrainConfig(
+        model="resnet18",
+        channels=["BF"],
+        train_extra_channels=["DAPI"],
+        epochs=epochs,
+        batch_size=64,
+        input_size=64,
+        n_folds=folds,
+        n_boot=200,
+        patience=epochs,
+        seed=seed,
+    )
+    res = run_variants(
+        CellDataset.open(out / "dataset"),
+        {"resnet18 BF+aug+DAPI": train_cfg},
+        out / "cv",
+        base=train_cfg,
+        title="ctcid demo: System A recipe on a synthetic cohort",
+        log=_ui.note,
+    )
+    _print_table(res.table, out / "cv")
+    _ui.out.print(
+        f"\nresults in {out}/: export/ (raw images), dataset/ (cell dataset), summary.csv, montage.png, "
+        "cv/ (folds, per-fold runs with model bundles, table.md, plots)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- bench
