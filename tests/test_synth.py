@@ -387,3 +387,12 @@ def test_patients_differ_in_stain_intensity() -> None:
     per_patient = pd.Series(ring).groupby(cells["sample_id"].to_numpy()).median()
     expected = patients.set_index("sample_id")["cd45_peak"]
     assert np.corrcoef(per_patient[expected.index], expected)[0, 1] > 0.8
+
+
+def test_write_failure_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cohort_module, "write_tiff", full)
+    with pytest.raises(CtcidError, match="No space left"):
+        generate_cohort(tmp_path, SynthConfig(**SMALL), workers=1)

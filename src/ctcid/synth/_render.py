@@ -1,6 +1,6 @@
 """Vectorised renderer of DEPArray-like single-cell crops.
 
-All pixel work runs on batches ``[n, P, P]`` in float32, where ``P = size + 2 * pad`` is a padded canvas
+All pixel work runs on batches ``[n, P, P]`` in float32, where ``P = size + 2 * PAD`` is a padded canvas
 so that FFT-based filtering (periodic) never wraps one crop edge onto the other. Python loops run only
 over lobes, nucleoli and debris specks (a handful), never over cells or pixels.
 
@@ -25,16 +25,23 @@ import numpy as np
 import pandas as pd
 import scipy.fft as sfft
 
-__all__ = ["render_batch"]
+__all__ = ["CHANNELS", "PAD", "render_batch"]
 
 CHANNELS = ("BF", "DAPI", "CK", "CD45")
 
 #: Refractive-index increments over the medium (dimensionless) of cytoplasm and the extra of nucleus.
 _DN_CYTO = 0.022
-_DN_NUCLEUS = 0.012
+_DN_NUCLEUS = 0.007
+#: OPD amplitude (um per um of cytoplasm thickness) of cytoplasmic granules at granularity 1, and of a nucleolus.
+_GRANULE_OPD = 0.0006
+_NUCLEOLUS_OPD = 0.012
+#: Width (um) of the CD45 membrane ring.
+_MEMBRANE_UM = 0.45
+#: Padding (px) of the canvas around the crop, so that periodic FFT filtering never wraps.
+PAD = 8
 #: Absorption coefficients (1/um) of cytoplasm and nucleus in bright-field.
 _MU_CYTO = 0.0012
-_MU_NUCLEUS = 0.004
+_MU_NUCLEUS = 0.0025
 #: Diffraction-limited PSF sigma (um) and extra blur per um of defocus.
 _PSF_SIGMA_UM = 0.3
 _DEFOCUS_BLUR = 0.12
@@ -44,6 +51,8 @@ _MAX_NUCLEOLI = 4
 _MAX_DEBRIS = 3
 #: Shot noise is drawn exactly below this many photo-electrons.
 _POISSON_EXACT_BELOW = 64.0
+#: Variance of a uniform random signed byte shifted by 0.5 (the white spectrum of textures).
+_WHITE_VAR = (256.0**2 - 1.0) / 12.0
 
 
 def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -68,25 +77,42 @@ class _Spectrum:
         if p % 2 == 0:
             weight[-1] = 1.0
         self.weight = weight
+        self._cache: dict[float, np.ndarray] = {}
 
     def gaussian(self, sigma_px: np.ndarray) -> np.ndarray:
         """Transfer function of a Gaussian blur, one per cell: ``[n, P, P//2+1]``."""
         return np.exp(self.k2 * (-0.5 * _b(sigma_px) ** 2))
 
-    def noise(self, rng: np.random.Generator, scale_px: np.ndarray | float, n: int) -> np.ndarray:
-        """Band-pass Gaussian noise with unit variance and grain size about ``scale_px``: ``[n, P, P]``.
-
-        White complex noise is shaped in the frequency domain by ``(k s)^2 exp(-(k s)^2 / 2)``, which peaks
-        at a wavelength of about ``4.4 s``, and brought back by one inverse FFT.
-        """
-        s2 = np.broadcast_to(np.asarray(scale_px, dtype=np.float32), (n,)).astype(np.float32) ** 2
-        ks = self.k2 * s2[:, None, None]
+    def _filter(self, scale_px: np.ndarray) -> np.ndarray:
+        """Band-pass ``(k s)^2 exp(-(k s)^2 / 2)`` per cell, scaled so the output field has unit variance."""
+        ks = self.k2 * (scale_px.astype(np.float32) ** 2)[:, None, None]
         filt = ks * np.exp(-0.5 * ks)
-        power = 2.0 * np.einsum("nyx,x->n", filt * filt, self.weight) / float(self.p) ** 4
-        filt *= (1.0 / np.sqrt(np.maximum(power, 1e-30)))[:, None, None].astype(np.float32)
-        white = rng.standard_normal((n, self.p, self.k2.shape[1], 2), dtype=np.float32).view(np.complex64)[..., 0]
-        white *= filt
-        return sfft.irfft2(white, s=(self.p, self.p), workers=1)
+        power = np.einsum("nyx,x->n", filt * filt, self.weight) * (2.0 * _WHITE_VAR / float(self.p) ** 4)
+        filt *= (1.0 / np.sqrt(np.maximum(power, 1e-30))).astype(np.float32)[:, None, None]
+        return filt
+
+    def noise(self, rng: np.random.Generator, scale_px: np.ndarray | float, n: int) -> np.ndarray:
+        """Band-pass random field with unit variance and grain size about ``scale_px``: ``[n, P, P]``.
+
+        White noise is shaped in the frequency domain by ``(k s)^2 exp(-(k s)^2 / 2)``, which peaks at a
+        wavelength of about ``4.4 s``, and brought back by one inverse FFT. The real and imaginary parts of
+        the white spectrum are uniform random bytes: cheap to draw, and every pixel of the field is a sum over
+        thousands of them, so the field is Gaussian to a very good approximation.
+        """
+        scale = np.asarray(scale_px, dtype=np.float32)
+        if scale.ndim == 0:
+            key = float(scale)
+            if key not in self._cache:
+                self._cache[key] = self._filter(scale[None])
+            filt = self._cache[key]
+        else:
+            filt = self._filter(scale)
+        ph = self.k2.shape[1]
+        white = np.frombuffer(rng.bytes(n * self.p * ph * 2), dtype=np.int8).astype(np.float32)
+        white += 0.5
+        spec = white.view(np.complex64).reshape(n, self.p, ph)
+        spec *= filt
+        return sfft.irfft2(spec, s=(self.p, self.p), workers=1)
 
 
 def _harmonic(z: np.ndarray, coef: np.ndarray) -> np.ndarray:
@@ -134,146 +160,155 @@ def render_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one batch of cells; see :func:`ctcid.synth.render_cells` for the contract."""
     n = len(cells)
-    pad = 8
-    p = size + 2 * pad
+    p = size + 2 * PAD
     if spectrum is None or spectrum.p != p:
         spectrum = _Spectrum(p)
     px = np.float32(pixel_size_um)
     pat = patients.set_index("sample_id").loc[cells["sample_id"].to_numpy()]
+    subtype = cells["subtype"].to_numpy()
 
-    # ---- per-cell geometry (pixels) ----------------------------------------------------------------
+    # ---- cell outline and thickness (pixels; thickness in um) ---------------------------------------
     radius = _col(cells, "cell_diameter_um") / (2 * px)
-    nuc_radius = _col(cells, "nucleus_diameter_um") / (2 * px)
     centre = (p - 1) / 2.0
     cx = centre + _col(cells, "offset_x_px")
     cy = centre + _col(cells, "offset_y_px")
     grid = np.arange(p, dtype=np.float32)
     dx = grid[None, None, :] - _b(cx)  # [n, 1, P]
     dy = grid[None, :, None] - _b(cy)  # [n, P, 1]
-    r2 = dx * dx + dy * dy  # [n, P, P]
-    r = np.sqrt(r2) + np.float32(1e-3)
+    r = np.sqrt(dx * dx + dy * dy) + np.float32(1e-3)  # [n, P, P]
     z = (dx + 1j * dy).astype(np.complex64)
-    z /= r
+    z /= r  # exp(i theta)
 
-    subtype = cells["subtype"].to_numpy()
     cell_coef = _harmonic_coefficients(rng, _col(cells, "irregularity").astype(np.float64))
     nuc_coef = _harmonic_coefficients(rng, _col(cells, "nucleus_irregularity").astype(np.float64))
-    outline = _b(radius) * (1.0 + _harmonic(z, cell_coef))  # R(theta) in px
+    outline = _harmonic(z, cell_coef)
+    outline += 1.0
+    outline *= _b(radius)  # R(theta), px
     cell_in = r < outline
-    cell_dome = np.sqrt(np.maximum(1.0 - (r / outline) ** 2, 0.0))  # normalised thickness, 0..1
-    cell_t = cell_dome * _b(2 * radius * px)  # thickness, um
+    cell_t = np.sqrt(np.maximum(1.0 - (r / outline) ** 2, 0.0))
+    cell_t *= _b(2 * radius * px)  # thickness of a sphere, um
 
-    # ---- nucleus: up to _MAX_LOBES discs (lobes or fragments), lobe 0 irregular, optional indentation --
+    # ---- nucleus: lobe 0 (irregular), more lobes or fragments, kidney indentation --------------------
+    nuc_radius = _col(cells, "nucleus_diameter_um") / (2 * px)
     n_lobes = cells["n_lobes"].to_numpy().astype(int)
     offset_angle = rng.uniform(0, 2 * np.pi, n)
     offset = _col(cells, "nucleus_offset") * radius
-    lobe_x = np.zeros((n, _MAX_LOBES), np.float32)
-    lobe_y = np.zeros((n, _MAX_LOBES), np.float32)
-    lobe_r = np.zeros((n, _MAX_LOBES), np.float32)
-    lobe_x[:, 0] = offset * np.cos(offset_angle)
-    lobe_y[:, 0] = offset * np.sin(offset_angle)
-    lobe_r[:, 0] = nuc_radius
-    multi = n_lobes > 1
-    apoptotic = subtype == "ctc_apoptotic"
-    if multi.any():
-        # lobes along an arc (neutrophil) or fragments scattered in the cell (apoptotic)
-        m = np.maximum(n_lobes, 1).astype(np.float32)
-        rho = nuc_radius / np.sqrt(m) * 1.12
-        arc = np.minimum(0.46 * radius, np.maximum(radius - rho - 1.0, 0.0))
+    x0 = (offset * np.cos(offset_angle)).astype(np.float32)
+    y0 = (offset * np.sin(offset_angle)).astype(np.float32)
+    nuc_outline = _harmonic(z, nuc_coef)
+    del z
+    nuc_outline += 1.0
+    nuc_outline *= _b(nuc_radius)
+    d2 = (dx - _b(x0)) ** 2 + (dy - _b(y0)) ** 2
+    nuc_dome = np.sqrt(np.maximum(1.0 - d2 / nuc_outline**2, 0.0))  # normalised, 0..1
+    del d2, nuc_outline
+    nuc_t = nuc_dome * _b(2 * nuc_radius * px)
+    lobe_r0 = nuc_radius.copy()
+
+    multi = np.flatnonzero(n_lobes > 1)
+    if multi.size:
+        # neutrophil lobes along an arc; apoptotic fragments scattered in the cell
+        m = n_lobes[multi].astype(np.float32)
+        rad = radius[multi]
+        rho = nuc_radius[multi] / np.sqrt(m) * 1.05
+        arc = np.minimum(0.46 * rad, np.maximum(rad - rho - 1.0, 0.0))
         step = 2 * np.arcsin(np.clip(1.7 * rho / (2 * np.maximum(arc, 1e-3)), 0, 1))
-        start = rng.uniform(0, 2 * np.pi, n)
-        jitter = rng.normal(0, 0.12, (n, _MAX_LOBES))
-        size_jitter = rng.uniform(0.85, 1.15, (n, _MAX_LOBES))
-        scatter_r = np.sqrt(rng.uniform(0, 1, (n, _MAX_LOBES))) * 0.55 * radius[:, None]
-        scatter_a = rng.uniform(0, 2 * np.pi, (n, _MAX_LOBES))
+        start = rng.uniform(0, 2 * np.pi, multi.size)
+        jitter = 1.0 + rng.normal(0, 0.12, (multi.size, _MAX_LOBES))
+        lobe_size = rho[:, None] * rng.uniform(0.85, 1.15, (multi.size, _MAX_LOBES))
+        scatter_r = np.sqrt(rng.uniform(0, 1, (multi.size, _MAX_LOBES))) * 0.55 * rad[:, None]
+        scatter_a = rng.uniform(0, 2 * np.pi, (multi.size, _MAX_LOBES))
         j = np.arange(_MAX_LOBES)[None, :]
         ang = start[:, None] + (j - (m[:, None] - 1) / 2) * step[:, None]
-        ax = arc[:, None] * (1 + jitter) * np.cos(ang)
-        ay = arc[:, None] * (1 + jitter) * np.sin(ang)
-        fx = scatter_r * np.cos(scatter_a)
-        fy = scatter_r * np.sin(scatter_a)
-        sel = multi[:, None] & (j < n_lobes[:, None])
-        lobe_x = np.where(sel, np.where(apoptotic[:, None], fx, ax), lobe_x).astype(np.float32)
-        lobe_y = np.where(sel, np.where(apoptotic[:, None], fy, ay), lobe_y).astype(np.float32)
-        lobe_r = np.where(sel, rho[:, None] * size_jitter, lobe_r).astype(np.float32)
-
-    nuc_outline = _b(lobe_r[:, 0]) * (1.0 + _harmonic(z, nuc_coef))
-    d2 = (dx - _b(lobe_x[:, 0])) ** 2 + (dy - _b(lobe_y[:, 0])) ** 2
-    nuc_dome = np.sqrt(np.maximum(1.0 - d2 / nuc_outline**2, 0.0))
-    nuc_t = nuc_dome * _b(2 * lobe_r[:, 0] * px)
-    for k in range(1, _MAX_LOBES):
-        idx = np.flatnonzero(n_lobes > k)
-        if idx.size == 0:
-            continue
-        d2 = (dx[idx] - _b(lobe_x[idx, k])) ** 2 + (dy[idx] - _b(lobe_y[idx, k])) ** 2
-        dome = _dome(d2, _b(lobe_r[idx, k]))
-        nuc_dome[idx] = np.maximum(nuc_dome[idx], dome)
-        nuc_t[idx] = np.maximum(nuc_t[idx], dome * _b(2 * lobe_r[idx, k] * px))
+        frag = (subtype[multi] == "ctc_apoptotic")[:, None]
+        lx = np.where(frag, scatter_r * np.cos(scatter_a), arc[:, None] * jitter * np.cos(ang))
+        ly = np.where(frag, scatter_r * np.sin(scatter_a), arc[:, None] * jitter * np.sin(ang))
+        lobe_size = np.where(j < n_lobes[multi, None], lobe_size, 0.0)
+        lobe_r0[multi] = lobe_size[:, 0]
+        sdx, sdy = dx[multi], dy[multi]
+        sub_dome = np.zeros((multi.size, p, p), np.float32)
+        sub_t = np.zeros((multi.size, p, p), np.float32)
+        for k in range(_MAX_LOBES):
+            rk = np.maximum(lobe_size[:, k], 1e-3)
+            dome = _dome((sdx - _b(lx[:, k])) ** 2 + (sdy - _b(ly[:, k])) ** 2, _b(rk))
+            np.maximum(sub_dome, dome, out=sub_dome)
+            dome *= _b(2 * rk * px)
+            np.maximum(sub_t, dome, out=sub_t)
+        nuc_dome[multi] = sub_dome
+        nuc_t[multi] = sub_t
+        x0[multi], y0[multi] = lx[:, 0], ly[:, 0]
+        del sub_dome, sub_t, sdx, sdy
 
     indent = _col(cells, "indentation")
     idx = np.flatnonzero(indent > 0)
     if idx.size:
-        # kidney shape: a disc bitten out on the side facing the cell centre
+        # kidney shape: a disc bitten out of the nucleus on the side facing the cell centre
         ang = offset_angle[idx] + np.pi + rng.normal(0, 0.3, idx.size)
-        dist = lobe_r[idx, 0] * rng.uniform(0.9, 1.1, idx.size)
-        ix = lobe_x[idx, 0] + dist * np.cos(ang)
-        iy = lobe_y[idx, 0] + dist * np.sin(ang)
-        ir = indent[idx] * lobe_r[idx, 0]
+        dist = nuc_radius[idx] * rng.uniform(0.8, 1.0, idx.size)
+        ix = x0[idx] + dist * np.cos(ang)
+        iy = y0[idx] + dist * np.sin(ang)
         d = np.sqrt((dx[idx] - _b(ix)) ** 2 + (dy[idx] - _b(iy)) ** 2)
-        keep = np.clip((d - _b(ir)) / 1.2, 0.0, 1.0)
+        keep = np.clip((d - _b(indent[idx] * nuc_radius[idx])) / 1.2, 0.0, 1.0)
         nuc_dome[idx] *= keep
         nuc_t[idx] *= keep
 
-    nuc_t = np.minimum(nuc_t, cell_t * 0.92)
-    nuc_dome *= cell_in
+    np.minimum(nuc_t, cell_t * np.float32(0.92), out=nuc_t)
     nuc_in = nuc_t > 0.05
+    nuc_dome *= nuc_in
 
-    # ---- textures --------------------------------------------------------------------------------
-    chrom_scale = _col(cells, "chromatin_scale_um") / px / 2.2
-    chrom = spectrum.noise(rng, chrom_scale, n)
+    # ---- textures ----------------------------------------------------------------------------------
+    chrom = spectrum.noise(rng, _col(cells, "chromatin_scale_um") / px / 2.2, n)
     contrast = _b(_col(cells, "chromatin_contrast"))
-    chrom = np.exp(contrast * chrom - 0.5 * contrast**2)
+    chrom *= contrast
+    chrom -= 0.5 * contrast**2
+    np.exp(chrom, out=chrom)  # lognormal clumps, mean 1
     granules = spectrum.noise(rng, np.float32(0.35) / px / 2.2, n)
-    fibres = spectrum.noise(rng, np.float32(0.9) / px / 2.2, n)
     patches = spectrum.noise(rng, np.float32(3.0) / px / 2.2, n)
 
-    # nucleoli: Gaussian blobs inside lobe 0
     nucleoli = np.zeros((n, p, p), np.float32)
     n_nucleoli = cells["n_nucleoli"].to_numpy().astype(int)
     for k in range(_MAX_NUCLEOLI):
         idx = np.flatnonzero(n_nucleoli > k)
         if idx.size == 0:
             continue
-        rr = np.sqrt(rng.uniform(0, 1, idx.size)) * 0.5 * lobe_r[idx, 0]
+        rr = np.sqrt(rng.uniform(0, 1, idx.size)) * 0.5 * lobe_r0[idx]
         aa = rng.uniform(0, 2 * np.pi, idx.size)
         sig = rng.uniform(0.35, 0.6, idx.size) / px
-        nucleoli[idx] += _blobs(
-            dx[idx], dy[idx], lobe_x[idx, 0] + rr * np.cos(aa), lobe_y[idx, 0] + rr * np.sin(aa), sig
-        )
-    nucleoli = np.minimum(nucleoli, 1.0) * nuc_in
+        nucleoli[idx] += _blobs(dx[idx], dy[idx], x0[idx] + rr * np.cos(aa), y0[idx] + rr * np.sin(aa), sig)
+    np.minimum(nucleoli, 1.0, out=nucleoli)
+    nucleoli *= nuc_in
 
-    # ---- optical path difference and absorption (bright-field) -----------------------------------
-    dn = rng.normal(1.0, 0.08, n).astype(np.float32)
+    # ---- optical path difference (um) and absorption (bright-field) ---------------------------------
     cyto_t = np.maximum(cell_t - nuc_t, 0.0)
-    granularity = _b(_col(cells, "granularity"))
-    opd = cell_t * _b(_DN_CYTO * dn)
-    opd += nuc_t * (np.float32(_DN_NUCLEUS) * (1.0 + 0.25 * (chrom - 1.0)))
-    opd += granules * cyto_t * (np.float32(0.012) * granularity)
-    opd += nucleoli * np.float32(0.05)
+    opd = cell_t * _b(_DN_CYTO * rng.normal(1.0, 0.08, n))
+    opd += nuc_t * (np.float32(_DN_NUCLEUS) * (0.9 + 0.1 * chrom))
+    opd += granules * cyto_t * (np.float32(_GRANULE_OPD) * _b(_col(cells, "granularity")))
+    opd += nucleoli * np.float32(_NUCLEOLUS_OPD)
     absorb = cell_t * np.float32(_MU_CYTO) + nuc_t * np.float32(_MU_NUCLEUS)
-    absorb += np.abs(granules) * cyto_t * (np.float32(0.002) * granularity)
 
-    # ---- fluorescence densities -------------------------------------------------------------------
-    dapi = nuc_dome * chrom * (1.0 - 0.6 * nucleoli) * _b(_col(cells, "dapi_level") * _col(pat, "dapi_peak"))
-    cyto_norm = np.maximum(cell_t - 0.75 * nuc_t, 0.0) * _b(1.0 / (2 * radius * px))
-    fil = np.exp(-((fibres / 0.45) ** 2))
-    fw = _b(_col(cells, "ck_fibres"))
-    ck_tex = (1.0 - fw) + fw * (0.25 + 1.6 * fil)
-    ck = cyto_norm * ck_tex * (1.0 + 0.25 * patches)
+    # ---- fluorescence densities: DAPI (chromatin), CK (cytoplasm), CD45 (membrane) -----------------
+    fluo = np.empty((n, 3, p, p), np.float32)
+    dapi, ck, cd45 = fluo[:, 0], fluo[:, 1], fluo[:, 2]
+    np.multiply(nuc_dome, chrom, out=dapi)
+    dapi *= 1.0 - 0.6 * nucleoli
+    dapi *= _b(_col(cells, "dapi_level") * _col(pat, "dapi_peak"))
+    np.multiply(cyto_t, _b(1.0 / (2 * radius * px)), out=ck)
+    fibre_w = _col(cells, "ck_fibres")
+    idx = np.flatnonzero(fibre_w > 0)
+    if idx.size:
+        fib = spectrum.noise(rng, np.float32(2.0) / px / 2.2, idx.size)
+        fib = np.exp(-((fib / 0.5) ** 2))  # thin ridges along the zero lines: a filament network
+        w = _b(fibre_w[idx])
+        ck[idx] *= (1.0 - w) + w * (0.45 + 1.4 * fib)
+    ck *= 1.0 + 0.25 * patches
     ck *= _b(_col(cells, "ck_level") * _col(pat, "ck_peak"))
-    width = np.float32(0.45) / px
-    ring = np.exp(-0.5 * ((r - outline) / width) ** 2) + 0.22 * cell_in
-    cd45 = ring * (1.0 + 0.35 * patches) * _b(_col(cells, "cd45_level") * _col(pat, "cd45_peak"))
+    width = np.float32(_MEMBRANE_UM) / px
+    ring = (r - outline) / width
+    np.exp(-0.5 * ring * ring, out=cd45)
+    cd45 += 0.22 * cell_in
+    cd45 *= 1.0 + 0.35 * patches
+    cd45 *= _b(_col(cells, "cd45_level") * _col(pat, "cd45_peak"))
+    del ring, patches
 
     # ---- neighbour cell cut by the crop edge ---------------------------------------------------------
     neighbour = cells["neighbour"].to_numpy()
@@ -281,35 +316,34 @@ def render_batch(
     if idx.size:
         m = idx.size
         is_ctc = neighbour[idx] == "ctc"
-        nd = np.where(is_ctc, rng.uniform(12, 20, m), rng.uniform(8, 14, m)) / px
-        nr = nd / 2
+        nr = np.where(is_ctc, rng.uniform(12, 20, m), rng.uniform(8, 14, m)) / px / 2
         ang = rng.uniform(0, 2 * np.pi, m)
         edge = (size / 2) / np.maximum(np.abs(np.cos(ang)), np.abs(np.sin(ang)))
         dist = edge + nr * rng.uniform(-0.5, 0.7, m)
         dist = np.maximum(dist, radius[idx] * 1.1 + nr + 2.0 + np.hypot(cx[idx] - centre, cy[idx] - centre))
-        nx = centre + dist * np.cos(ang)
-        ny = centre + dist * np.sin(ang)
-        ddx = dx[idx] + _b(cx[idx] - nx)
-        ddy = dy[idx] + _b(cy[idx] - ny)
+        ddx = dx[idx] + _b(cx[idx] - centre - dist * np.cos(ang))
+        ddy = dy[idx] + _b(cy[idx] - centre - dist * np.sin(ang))
         d2 = ddx * ddx + ddy * ddy
         dome = _dome(d2, _b(nr))
         na = rng.uniform(0, 2 * np.pi, m)
         nn_r = nr * np.where(is_ctc, 0.7, rng.uniform(0.55, 0.78, m))
         off = nr * rng.uniform(0, 0.15, m)
-        nd2 = (ddx - _b(off * np.cos(na))) ** 2 + (ddy - _b(off * np.sin(na))) ** 2
-        ndome = np.minimum(_dome(nd2, _b(nn_r)), dome)
+        ndome = _dome((ddx - _b(off * np.cos(na))) ** 2 + (ddy - _b(off * np.sin(na))) ** 2, _b(nn_r))
+        np.minimum(ndome, dome, out=ndome)
         t = dome * _b(2 * nr * px)
         tn = ndome * _b(2 * nn_r * px)
         opd[idx] += t * np.float32(_DN_CYTO) + tn * np.float32(_DN_NUCLEUS)
-        opd[idx] += granules[idx] * (t - tn) * np.float32(0.008)
+        opd[idx] += granules[idx] * (t - tn) * np.float32(_GRANULE_OPD * 0.7)
         absorb[idx] += t * np.float32(_MU_CYTO) + tn * np.float32(_MU_NUCLEUS)
         sub = pat.iloc[idx]
         dapi[idx] += ndome * chrom[idx] * _b(_col(sub, "dapi_peak") * rng.lognormal(0, 0.15, m))
         level = np.where(is_ctc, rng.lognormal(0, 0.5, m), 0.01)
-        ck[idx] += np.maximum(dome - 0.75 * ndome, 0) * _b(level * _col(sub, "ck_peak"))
-        nring = np.exp(-0.5 * ((np.sqrt(d2) - _b(nr)) / width) ** 2) + 0.22 * (dome > 0)
+        ck[idx] += np.maximum(dome - ndome, 0) * _b(level * _col(sub, "ck_peak"))
+        nring = (np.sqrt(d2) - _b(nr)) / width
+        nring = np.exp(-0.5 * nring * nring) + 0.22 * (dome > 0)
         level = np.where(is_ctc, 0.0, rng.lognormal(np.log(0.8), 0.25, m))
         cd45[idx] += nring * _b(level * _col(sub, "cd45_peak"))
+    del granules, chrom, cell_t, nuc_t, cyto_t, nuc_dome, nucleoli, r, outline
 
     # ---- debris specks anywhere in the crop --------------------------------------------------------
     n_debris = cells["n_debris"].to_numpy().astype(int)
@@ -318,62 +352,81 @@ def render_batch(
         if idx.size == 0:
             continue
         m = idx.size
-        bx = pad + rng.uniform(0, size, m) - cx[idx]
-        by = pad + rng.uniform(0, size, m) - cy[idx]
-        sig = rng.uniform(0.3, 1.0, m) / px
-        blob = _blobs(dx[idx], dy[idx], bx, by, sig)
-        opd[idx] += blob * _b(rng.uniform(0.02, 0.12, m))
-        absorb[idx] += blob * _b(rng.uniform(0.01, 0.12, m))
+        bx = PAD + rng.uniform(0, size, m) - cx[idx]
+        by = PAD + rng.uniform(0, size, m) - cy[idx]
+        blob = _blobs(dx[idx], dy[idx], bx, by, rng.uniform(0.3, 1.0, m) / px)
+        opd[idx] += blob * _b(rng.uniform(0.005, 0.03, m))
+        absorb[idx] += blob * _b(rng.uniform(0.02, 0.15, m))
         sub = pat.iloc[idx]
-        for plane, name in ((dapi, "dapi_peak"), (ck, "ck_peak"), (cd45, "cd45_peak")):
+        for c, name in enumerate(("dapi_peak", "ck_peak", "cd45_peak")):
             lit = rng.uniform(0, 1, m) < 0.35
             level = np.where(lit, rng.lognormal(np.log(0.15), 0.7, m), 0.0)
-            plane[idx] += blob * _b(level * _col(sub, name))
+            fluo[idx, c] += blob * _b(level * _col(sub, name))
 
     # ---- optics: TIE bright-field and blurred fluorescence ------------------------------------------
-    sigma_px = _col(cells, "blur_sigma_um") / px
-    gauss = spectrum.gaussian(sigma_px)
-    z_um = _b(_col(cells, "bf_defocus_um"))
+    gauss = spectrum.gaussian(_col(cells, "blur_sigma_um") / px)
+    crop = (slice(None), slice(PAD, PAD + size), slice(PAD, PAD + size))
     f_opd = sfft.rfft2(opd, workers=1)
-    f_abs = sfft.rfft2(absorb, workers=1)
-    f_opd *= spectrum.k2 * (z_um / px**2)  # -z * laplacian(OPD) <-> +z k^2 OPD^
-    f_opd -= f_abs
+    del opd
+    f_opd *= spectrum.k2 * (_b(_col(cells, "bf_defocus_um")) / px**2)  # -z laplacian(OPD) <-> +z k^2 OPD^
     f_opd *= gauss
-    bf_rel = sfft.irfft2(f_opd, s=(p, p), workers=1)[:, pad : pad + size, pad : pad + size]
-    del f_opd, f_abs, opd, absorb
-
-    fluo = np.stack([dapi, ck, cd45], axis=1)
-    del dapi, ck, cd45
+    bf_rel = sfft.irfft2(f_opd, s=(p, p), workers=1)[crop]
+    bf_rel -= absorb[crop]
+    del f_opd, absorb
     f_fluo = sfft.rfft2(fluo, workers=1)
+    del fluo, dapi, ck, cd45
     f_fluo *= gauss[:, None]
-    fluo = sfft.irfft2(f_fluo, s=(p, p), workers=1)[:, :, pad : pad + size, pad : pad + size]
+    fluo = sfft.irfft2(f_fluo, s=(p, p), workers=1)[:, :, PAD : PAD + size, PAD : PAD + size]
     del f_fluo
 
     # ---- illumination, background, camera --------------------------------------------------------
     xs = np.linspace(-1, 1, size, dtype=np.float32)
-    gx = _b(_col(cells, "illum_grad_x"))
-    gy = _b(_col(cells, "illum_grad_y"))
-    illum = 1.0 + gx * xs[None, None, :] + gy * xs[None, :, None]
-    illum *= _b(_col(cells, "illum_gain") * _col(pat, "bf_intensity"))
+    illum = (
+        1.0 + _b(_col(cells, "illum_grad_x")) * xs[None, None, :] + _b(_col(cells, "illum_grad_y")) * xs[:, None]
+    )
+    bf_level = _col(pat, "bf_intensity")
     images = np.empty((n, 4, size, size), np.float32)
-    images[:, 0] = illum * (1.0 + bf_rel)
+    np.multiply(illum, _b(_col(cells, "illum_gain") * bf_level), out=images[:, 0])
+    images[:, 0] *= 1.0 + bf_rel
     background = np.stack([_col(pat, c) for c in ("dapi_background", "ck_background", "cd45_background")], 1)
-    shade = 1.0 + 0.3 * (illum / _b(_col(pat, "bf_intensity")) - 1.0)
-    images[:, 1:] = fluo + background[:, :, None, None] * shade[:, None]
+    illum -= 1.0
+    illum *= 0.3
+    illum += 1.0  # fluorescence background follows the illumination gradient weakly
+    np.multiply(illum[:, None], background[:, :, None, None], out=images[:, 1:])
+    images[:, 1:] += fluo
     images += _col(pat, "camera_offset")[:, None, None, None]
     np.maximum(images, 0.0, out=images)
+    del fluo, illum, bf_rel
+    return _camera(rng, images, _col(pat, "camera_gain"), _col(pat, "read_noise")), _masks(cell_in, nuc_in)
 
-    gain = _col(pat, "camera_gain")[:, None, None, None]
-    electrons = images / gain
-    noise = rng.standard_normal(images.shape, dtype=np.float32)
-    noisy = electrons + np.sqrt(electrons) * noise
-    low = electrons < _POISSON_EXACT_BELOW
+
+def _camera(rng: np.random.Generator, signal: np.ndarray, gain: np.ndarray, read_noise: np.ndarray) -> np.ndarray:
+    """Shot noise (Poisson in photo-electrons, ``gain`` counts per electron) plus Gaussian read noise, uint16.
+
+    Above :data:`_POISSON_EXACT_BELOW` electrons both are drawn together as one normal variable of variance
+    ``gain * signal + read_noise**2`` (the normal approximation of the Poisson law); below, exactly.
+    """
+    g = gain[:, None, None, None]
+    rn = read_noise[:, None, None, None]
+    sd = signal * g
+    sd += rn * rn
+    np.sqrt(sd, out=sd)
+    noisy = rng.standard_normal(signal.shape, dtype=np.float32)
+    noisy *= sd
+    noisy += signal
+    low = signal < _POISSON_EXACT_BELOW * g
     if low.any():
-        noisy[low] = rng.poisson(electrons[low]).astype(np.float32)
-    noisy *= gain
-    noisy += rng.standard_normal(images.shape, dtype=np.float32) * _col(pat, "read_noise")[:, None, None, None]
-    out = np.clip(np.rint(noisy), 0, 65535).astype(np.uint16)
+        where = np.nonzero(low)
+        electrons = signal[where] / g[where[0], 0, 0, 0]
+        exact = rng.poisson(electrons).astype(np.float32) * g[where[0], 0, 0, 0]
+        noisy[where] = exact + rng.standard_normal(exact.size, dtype=np.float32) * rn[where[0], 0, 0, 0]
+    np.rint(noisy, out=noisy)
+    np.clip(noisy, 0, 65535, out=noisy)
+    return noisy.astype(np.uint16)
 
-    mask = cell_in.astype(np.uint8)
-    mask[nuc_in] = 2
-    return out, np.ascontiguousarray(mask[:, pad : pad + size, pad : pad + size])
+
+def _masks(cell_in: np.ndarray, nuc_in: np.ndarray) -> np.ndarray:
+    inner = (slice(None), slice(PAD, -PAD), slice(PAD, -PAD))
+    mask = cell_in[inner].astype(np.uint8)
+    mask[nuc_in[inner]] = 2
+    return mask

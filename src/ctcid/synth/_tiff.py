@@ -56,6 +56,11 @@ def tiff_header(height: int, width: int, pixel_size_um: float) -> bytes:
 
 def write_tiff(path: str | os.PathLike[str], image: np.ndarray, header: bytes) -> None:
     """Write one uint16 image (C-contiguous, 2-D) with a header from :func:`tiff_header`."""
-    with open(path, "wb") as fh:
-        fh.write(header)
-        fh.write(image.astype("<u2", copy=False).tobytes())
+    data = header + image.astype("<u2", copy=False).tobytes()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)

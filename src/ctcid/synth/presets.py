@@ -32,9 +32,12 @@ class Difficulty:
     lymphocyte_diameter_um, neutrophil_diameter_um, monocyte_diameter_um
         Mean and standard deviation (um) of the cell diameter of each leukocyte subtype.
     wbc_cd45_dim_fraction
-        Fraction of leukocytes whose CD45 staining is weak (about a tenth of normal).
+        Fraction of leukocytes whose CD45 staining is weak (0-12% of normal).
     wbc_ck_nonspecific_fraction
         Fraction of leukocytes with faint, diffuse non-specific cytokeratin (CK) staining.
+    wbc_mimic_fraction
+        Fraction of leukocytes whose stains mimic a CTC: CD45 almost absent and CK (patchy, partly
+        filamentous) at about half the median CTC level. Only morphology tells them apart.
     ctc_diameter_um
         Median over patients of the patient's CTC diameter centroid (um).
     ctc_diameter_between_cv
@@ -45,7 +48,7 @@ class Difficulty:
         Median relative amplitude of the random polar harmonics (orders 2-5) of a CTC's outline; leukocytes
         use 0.015-0.03. The patient centroid varies by a factor of about 1.4 around it.
     ctc_nc_ratio
-        Median nucleus/cell diameter ratio of CTCs (leukocytes: lymphocyte 0.78, neutrophil 0.58 equivalent,
+        Median nucleus/cell diameter ratio of CTCs (leukocytes: lymphocyte 0.78, neutrophil 0.55 equivalent,
         monocyte 0.6).
     ctc_chromatin_scale_um
         Typical grain size (um) of CTC chromatin texture (leukocytes: 0.45 um).
@@ -53,7 +56,7 @@ class Difficulty:
         Share of atypical CTCs that look like leukocytes in bright-field: leukocyte size, round outline,
         moderate N/C ratio, fine chromatin; they keep the CK+/CD45- stain.
     ctc_ck_low_fraction
-        Share of CK-low (EMT-like) CTCs, with CK at 3-12% of the patient's median.
+        Share of CK-low (EMT-like) CTCs, with CK at 0.5-5% of the cohort's median CTC level.
     ctc_apoptotic_fraction
         Share of apoptotic CTCs (fragmented, condensed nucleus; blebbed outline).
     ctc_small_fraction
@@ -80,10 +83,14 @@ class Difficulty:
     blur_um
         Upper bound (um) of the extra Gaussian blur sigma of a patient's optics (drawn uniformly in
         [0, blur_um]); defocus adds 0.12 um of blur per um of |z|.
+    bf_counts
+        Median bright-field illumination (counts) over patients.
     illumination_cv
-        Between-patient coefficient of variation of the bright-field illumination (median 21,000 counts).
+        Between-patient coefficient of variation of the bright-field illumination.
     illumination_gradient
         Typical relative illumination change across half a crop (per-cell linear gradient).
+    stain_counts
+        Peak intensities (counts) of DAPI, CK and CD45 at the median stain level of a cell and patient.
     stain_cv
         Between-patient sigma of the log gains of the DAPI, CK and CD45 stains.
     fluorescence_background
@@ -108,6 +115,7 @@ class Difficulty:
     monocyte_diameter_um: tuple[float, float] = (15.0, 1.8)
     wbc_cd45_dim_fraction: float = 0.02
     wbc_ck_nonspecific_fraction: float = 0.02
+    wbc_mimic_fraction: float = 0.02
     ctc_diameter_um: float = 16.0
     ctc_diameter_between_cv: float = 0.18
     ctc_diameter_within_cv: float = 0.12
@@ -127,8 +135,10 @@ class Difficulty:
     defocus_between_um: float = 1.5
     defocus_within_um: float = 0.6
     blur_um: float = 0.35
+    bf_counts: float = 21000.0
     illumination_cv: float = 0.15
-    illumination_gradient: float = 0.06
+    illumination_gradient: float = 0.03
+    stain_counts: tuple[float, float, float] = (7000.0, 7000.0, 5000.0)
     stain_cv: float = 0.3
     fluorescence_background: float = 300.0
     camera_gain: float = 1.0
@@ -157,12 +167,13 @@ PRESETS: dict[str, Difficulty] = {
         ctc_small_fraction=0.03,
         wbc_cd45_dim_fraction=0.005,
         wbc_ck_nonspecific_fraction=0.005,
+        wbc_mimic_fraction=0.002,
         defocus_um=1.2,
         defocus_between_um=0.6,
         defocus_within_um=0.3,
         blur_um=0.15,
         illumination_cv=0.08,
-        illumination_gradient=0.03,
+        illumination_gradient=0.015,
         stain_cv=0.15,
         camera_gain=0.5,
         read_noise=5.0,
@@ -190,12 +201,14 @@ PRESETS: dict[str, Difficulty] = {
         phenotype_concentration=8.0,
         wbc_cd45_dim_fraction=0.04,
         wbc_ck_nonspecific_fraction=0.04,
+        wbc_mimic_fraction=0.04,
         defocus_um=0.5,
         defocus_between_um=2.0,
         defocus_within_um=1.0,
         blur_um=0.6,
         illumination_cv=0.25,
-        illumination_gradient=0.12,
+        illumination_gradient=0.08,
+        stain_counts=(5000.0, 5000.0, 3500.0),
         stain_cv=0.45,
         fluorescence_background=450.0,
         camera_gain=2.5,

@@ -1,0 +1,515 @@
+"""System A's three augmentation families, applied to whole batches on the training device.
+
+Russo et al. (2025) train a ResNet on bright-field crops with geometric, illumination and noise augmentation;
+the parameters were not published, so the ones below are ours and are recorded with every run
+(:func:`describe`). :class:`BatchAugment` draws every per-sample parameter with one ``torch.rand`` and the
+noise field with one ``torch.randn``, then applies the three families in a handful of batched kernels: one
+affine sampling grid + ``grid_sample`` for all geometry (and the resize), one depthwise convolution for the
+defocus blur, and broadcast elementwise operations for the rest of the illumination and for the noise.
+
+Examples
+--------
+>>> import torch
+>>> from ctcid.augment import AugmentConfig, BatchAugment
+>>> aug = BatchAugment(AugmentConfig(), out_size=32)
+>>> x = torch.rand(8, 1, 40, 40)
+>>> y = aug(x, generator=torch.Generator().manual_seed(0))
+>>> tuple(y.shape)
+(8, 1, 32, 32)
+>>> bool(torch.equal(aug.eval()(x), torch.nn.functional.interpolate(x, size=32, mode="bilinear")))
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import CtcidError
+from ._kernels import affine_theta, blur_radius, gaussian_blur, gradient_gain, resize, speck_field, warp
+
+__all__ = [
+    "MAX_SPECKS",
+    "AugmentConfig",
+    "AugmentParams",
+    "BatchAugment",
+    "augment_families",
+    "describe",
+]
+
+_FAMILIES = ("geometric", "illumination", "noise")
+_PADDING_MODES = ("reflection", "border")
+
+#: Most artefact specks added to one sample.
+MAX_SPECKS = 3
+
+# Column layout of the single uniform draw: per-sample columns, then MAX_SPECKS blocks of speck columns, then
+# per-channel columns. The layout never depends on which families are switched on, so switching one family off
+# leaves the draws of the others unchanged.
+_SAMPLE_COLUMNS = (
+    "hflip",
+    "vflip",
+    "quarter_turns",
+    "angle",
+    "shift_x",
+    "shift_y",
+    "scale",
+    "blur_on",
+    "blur_sigma",
+    "uneven_amplitude",
+    "uneven_direction",
+    "gaussian_std",
+    "poisson_on",
+    "poisson_peak",
+    "artefact_on",
+    "artefact_count",
+)
+_SPECK_COLUMNS = ("x", "y", "radius", "amplitude", "sign")
+_CHANNEL_COLUMNS = ("brightness", "contrast", "gamma")
+_COL = {name: i for i, name in enumerate(_SAMPLE_COLUMNS)}
+
+
+def augment_families() -> tuple[str, ...]:
+    """Names of the augmentation families, in the order they are applied."""
+    return _FAMILIES
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Parameters of the three augmentation families (System A), with the defaults used for training.
+
+    Intensities are in units of the windowed input, where 0 is the dark background end and 1 the bright end of
+    a channel's percentile window; lengths are in pixels of the output crop. Ranges are ``(low, high)`` pairs;
+    "uniform" and "log-uniform" draws are independent per sample. The families apply in the order geometric,
+    illumination, noise, and the operations within a family in the order listed here. The output is not
+    clipped: the caller normalises it (mean/std) for the model.
+
+    Parameters
+    ----------
+    geometric, illumination, noise : bool, default True
+        Switch each family on or off; :meth:`none` switches all three off.
+    hflip_p, vflip_p : float, default 0.5
+        *Geometric.* Probability of a left-right / top-bottom mirror. The geometric operations of a sample are
+        composed into one affine transform, shared by all its channels, and applied by one bilinear resample.
+    rot90 : bool, default True
+        *Geometric.* Rotate by a uniform number of quarter turns (0, 90, 180 or 270 degrees).
+    rotate_deg : float, default 45.0
+        *Geometric.* Free rotation in degrees, uniform in ``+/- rotate_deg``, on top of the quarter turns. With
+        ``rot90`` the defaults give a uniform orientation: cells have no preferred direction on the slide.
+    shift_frac : float, default 0.1
+        *Geometric.* Shift, uniform in ``+/- shift_frac`` of the crop width (x) and height (y), independently
+        per axis. Detection centres the cell to within a few pixels; 0.1 of an 80 px crop is 8 px.
+    scale_range : (float, float), default (0.9, 1.1)
+        *Geometric.* Magnification, log-uniform in the range (> 1 enlarges the cell). Kept narrow because cell
+        size is a genuine cue (CTCs are mostly larger than the leukocytes left after enrichment); +/- 10 %
+        covers the spread of pixel sizes and magnifications between instruments.
+    padding : {"reflection", "border"}, default "reflection"
+        *Geometric.* How positions that a rotation, shift or zoom-out brings in from outside the crop are
+        filled. ``"reflection"`` mirrors the crop, so the background continues with its own texture and noise
+        and no dark corners appear; ``"border"`` repeats the edge pixels, which leaves noiseless streaks.
+    blur_p : float, default 0.2
+        *Illumination.* Probability of a defocus blur.
+    blur_sigma : (float, float), default (0.5, 1.5)
+        *Illumination.* Standard deviation of the blur in pixels, uniform in the range (at most 5 px). All
+        channels of a sample get the same blur (same optics).
+    uneven : float, default 0.15
+        *Illumination.* Uneven illumination: a multiplicative linear ramp shared by all channels, in a uniform
+        direction, whose gain spans ``1 +/- a`` over the crop with ``a`` uniform in ``[0, uneven]`` (below 1).
+    gamma_range : (float, float), default (0.8, 1.25)
+        *Illumination.* Gamma, log-uniform in the range, applied as ``clamp(x, 0) ** gamma`` (monotone; 0 and 1
+        stay fixed).
+    contrast : float, default 0.2
+        *Illumination.* Contrast factor ``c``, uniform in ``1 +/- contrast`` (at most 1), applied around the
+        sample's spatial mean per channel: ``mean + c * (x - mean)``.
+    brightness : float, default 0.1
+        *Illumination.* Additive offset, uniform in ``+/- brightness``.
+    channel_independent : bool, default True
+        *Illumination.* Draw gamma, contrast and brightness independently for each channel of a sample (stain
+        intensity and exposure vary per channel), or share one draw across its channels.
+    artefact_p : float, default 0.1
+        *Noise.* Probability that a sample gets 1 to ``MAX_SPECKS`` (uniform count) dust specks at uniform
+        positions, added to all channels. Each speck is a round spot with a Gaussian profile (dust out of the
+        focal plane), ``artefact_radius`` being its radius at half maximum.
+    artefact_radius : (float, float), default (1.0, 3.0)
+        *Noise.* Speck radius in pixels, uniform in the range.
+    artefact_amplitude : (float, float), default (0.1, 0.4)
+        *Noise.* Speck peak height, uniform in the range; bright or dark with probability 0.5 each.
+    gaussian_std : float, default 0.03
+        *Noise.* Additive Gaussian read noise with a standard deviation uniform in ``[0, gaussian_std]``.
+    poisson_p : float, default 0.5
+        *Noise.* Probability of shot noise, approximated as Gaussian with variance ``clamp(x, 0) / peak``, so
+        brighter pixels get more noise. Read and shot noise are drawn as one Gaussian with the summed variance.
+    poisson_peak : (float, float), default (100.0, 1000.0)
+        *Noise.* Photons collected at intensity 1, log-uniform in the range: a shot noise of 0.1 down to 0.03
+        at the bright end.
+    """
+
+    geometric: bool = True
+    illumination: bool = True
+    noise: bool = True
+    # geometric
+    hflip_p: float = 0.5
+    vflip_p: float = 0.5
+    rot90: bool = True
+    rotate_deg: float = 45.0
+    shift_frac: float = 0.1
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    padding: str = "reflection"
+    # illumination
+    blur_p: float = 0.2
+    blur_sigma: tuple[float, float] = (0.5, 1.5)
+    uneven: float = 0.15
+    gamma_range: tuple[float, float] = (0.8, 1.25)
+    contrast: float = 0.2
+    brightness: float = 0.1
+    channel_independent: bool = True
+    # noise
+    artefact_p: float = 0.1
+    artefact_radius: tuple[float, float] = (1.0, 3.0)
+    artefact_amplitude: tuple[float, float] = (0.1, 0.4)
+    gaussian_std: float = 0.03
+    poisson_p: float = 0.5
+    poisson_peak: tuple[float, float] = (100.0, 1000.0)
+
+    def __post_init__(self) -> None:
+        # ranges read from YAML arrive as lists; keep them as (low, high) tuples so the config stays hashable
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every parameter; raise :class:`~ctcid.errors.CtcidError` naming the first bad one."""
+        for name in ("geometric", "illumination", "noise", "rot90", "channel_independent"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(name, getattr(self, name), "must be true or false")
+        for name in ("hflip_p", "vflip_p", "blur_p", "artefact_p", "poisson_p"):
+            _number(self, name, 0.0, 1.0)
+        _number(self, "rotate_deg", 0.0, 180.0)
+        _number(self, "shift_frac", 0.0, 0.5)
+        _number(self, "uneven", 0.0, 1.0, high_open=True)
+        _number(self, "contrast", 0.0, 1.0)
+        _number(self, "brightness", 0.0, 1.0)
+        _number(self, "gaussian_std", 0.0, 1.0)
+        _range(self, "scale_range", 0.25, 4.0)
+        _range(self, "gamma_range", 0.1, 10.0)
+        _range(self, "blur_sigma", 0.1, 5.0)
+        _range(self, "artefact_radius", 0.25, 10.0)
+        _range(self, "artefact_amplitude", 0.0, 1.0)
+        _range(self, "poisson_peak", 1.0, 1e9)
+        if self.padding not in _PADDING_MODES:
+            _fail("padding", self.padding, f"must be one of {', '.join(_PADDING_MODES)}")
+
+    @classmethod
+    def none(cls) -> AugmentConfig:
+        """A configuration with every family switched off (the identity)."""
+        return cls(geometric=False, illumination=False, noise=False)
+
+    def families(self) -> list[str]:
+        """Names of the families switched on, in the order geometric, illumination, noise."""
+        return [name for name in _FAMILIES if getattr(self, name)]
+
+
+def _fail(name: str, value: Any, what: str) -> None:
+    raise CtcidError(f"augment option {name} {what} (got {value!r})")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(cfg: AugmentConfig, name: str, low: float, high: float, *, high_open: bool = False) -> None:
+    value = getattr(cfg, name)
+    if not _is_number(value):
+        _fail(name, value, "must be a number")
+    if value < low or value > high or (high_open and value == high):
+        _fail(name, value, f"must be in [{low:g}, {high:g}{')' if high_open else ']'}")
+
+
+def _range(cfg: AugmentConfig, name: str, low: float, high: float) -> None:
+    value = getattr(cfg, name)
+    if not (isinstance(value, tuple) and len(value) == 2 and all(_is_number(v) for v in value)):
+        _fail(name, value, "must be a pair of numbers (low, high)")
+    lo, hi = value
+    if lo > hi:
+        _fail(name, value, "must have low <= high")
+    if lo < low or hi > high:
+        _fail(name, value, f"must lie within [{low:g}, {high:g}]")
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """The per-sample parameters of one draw, as tensors on the batch's device (batch axis first).
+
+    Parameters of every family are drawn whatever the switches, so the draws of one family do not depend on
+    the others; :meth:`BatchAugment.apply_params` uses only those of the families switched on.
+
+    Attributes
+    ----------
+    hflip, vflip : Tensor, [B] bool
+        Mirror left-right / top-bottom.
+    quarter_turns : Tensor, [B] int64
+        Quarter turns ``k`` in ``0..3``, in the sense of ``torch.rot90(x, k, dims=(-2, -1))``.
+    angle_deg : Tensor, [B]
+        Free rotation in degrees; like the quarter turns, positive turns the content counter-clockwise as
+        displayed (row 0 at the top).
+    shift : Tensor, [B, 2]
+        Shift of the content as a fraction of the crop width and height.
+    scale : Tensor, [B]
+        Magnification.
+    blur_sigma : Tensor, [B]
+        Blur standard deviation in pixels; 0 for samples that are not blurred.
+    uneven, uneven_direction : Tensor, [B]
+        Illumination ramp amplitude and direction (radians).
+    gamma, contrast, brightness : Tensor, [B, C]
+        Gamma, contrast factor and additive offset per channel.
+    speck_centre : Tensor, [B, MAX_SPECKS, 2]
+        Speck centres (x, y) in output pixels.
+    speck_radius, speck_amplitude : Tensor, [B, MAX_SPECKS]
+        Speck radii (pixels) and signed heights; height 0 for absent specks.
+    gaussian_std : Tensor, [B]
+        Read-noise standard deviation.
+    poisson_peak : Tensor, [B]
+        Photons at intensity 1; ``inf`` for samples without shot noise.
+    noise : Tensor or None, [B, C, H_out, W_out]
+        The standard normal field, drawn only when the noise family has Gaussian or shot noise to add.
+    """
+
+    hflip: torch.Tensor
+    vflip: torch.Tensor
+    quarter_turns: torch.Tensor
+    angle_deg: torch.Tensor
+    shift: torch.Tensor
+    scale: torch.Tensor
+    blur_sigma: torch.Tensor
+    uneven: torch.Tensor
+    uneven_direction: torch.Tensor
+    gamma: torch.Tensor
+    contrast: torch.Tensor
+    brightness: torch.Tensor
+    speck_centre: torch.Tensor
+    speck_radius: torch.Tensor
+    speck_amplitude: torch.Tensor
+    gaussian_std: torch.Tensor
+    poisson_peak: torch.Tensor
+    noise: torch.Tensor | None
+
+
+def _log_uniform(u: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    lo, hi = bounds
+    return lo * torch.exp(u * math.log(hi / lo))  # exactly `lo` when lo == hi
+
+
+def _uniform(u: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    lo, hi = bounds
+    return lo + u * (hi - lo)
+
+
+class BatchAugment(torch.nn.Module):
+    """Random augmentation of a batch ``[B, C, H, W]`` on its own device, in training mode only.
+
+    Parameters
+    ----------
+    config
+        The families and their parameters (:class:`AugmentConfig`).
+    out_size
+        Output crop size in pixels (square). The resize is folded into the geometric resample, so a model can
+        train at another crop size at no extra cost; with the geometric family off it is one bilinear
+        interpolation. ``None`` keeps the input size.
+
+    Notes
+    -----
+    The input is float, each channel windowed to roughly ``[0, 1]``; the output has the same dtype and device
+    and is never written into the input (it may be the input itself when nothing applies). All channels of a
+    sample share one geometric transform, blur, illumination ramp, specks and noise level; gamma, contrast and
+    brightness are drawn per channel when ``config.channel_independent``. Order: geometry (+ resize), blur,
+    ramp, gamma, contrast, brightness, specks, read + shot noise.
+
+    Randomness comes from ``generator`` (on the batch's device) in a fixed order: one uniform draw of shape
+    ``[B, 16 + 5 * MAX_SPECKS + 3 * C]`` for every per-sample parameter, then one standard normal field for
+    the noise, so one seed gives one output. Nothing is read back to the host (no synchronisation) and
+    nothing loops over the batch.
+
+    In evaluation mode (``module.eval()``) the batch is returned unchanged, or only resized to ``out_size``
+    with the same sampling positions as in training.
+
+    Bilinear resampling does not low-pass filter: shrinking by more than about 2x aliases fine texture.
+    """
+
+    def __init__(self, config: AugmentConfig | None = None, *, out_size: int | None = None):
+        super().__init__()
+        config = AugmentConfig() if config is None else config
+        config.validate()
+        if out_size is not None and (not isinstance(out_size, int) or isinstance(out_size, bool) or out_size < 1):
+            raise CtcidError(f"augment out_size must be a positive number of pixels (got {out_size!r})")
+        self.config = config
+        self.out_size = out_size
+        self._radius = blur_radius(config.blur_sigma[1])
+
+    def extra_repr(self) -> str:
+        families = ", ".join(self.config.families()) or "none"
+        return f"families=[{families}], out_size={self.out_size}"
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(height, width)`` of the output for an input of the given size."""
+        return (height, width) if self.out_size is None else (self.out_size, self.out_size)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Augment ``x`` ``[B, C, H, W]`` (training mode) or pass it through / resize it (evaluation mode)."""
+        _check_batch(x)
+        if not self.training:
+            return resize(x, self.output_size(x.shape[-2], x.shape[-1]))
+        return self.apply_params(x, self.draw_params(x, generator))
+
+    @torch.no_grad()
+    def draw_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> AugmentParams:
+        """Draw the per-sample parameters for batch ``x`` from ``generator`` (see :class:`AugmentParams`)."""
+        _check_batch(x)
+        cfg = self.config
+        b, c = x.shape[0], x.shape[1]
+        out_h, out_w = self.output_size(x.shape[-2], x.shape[-1])
+        dev, f32 = x.device, torch.float32
+        n_sample = len(_SAMPLE_COLUMNS)
+        n_speck = MAX_SPECKS * len(_SPECK_COLUMNS)
+        u = torch.rand(
+            (b, n_sample + n_speck + len(_CHANNEL_COLUMNS) * c), generator=generator, device=dev, dtype=f32
+        )
+        s = u[:, :n_sample]
+        sp = u[:, n_sample : n_sample + n_speck].reshape(b, MAX_SPECKS, len(_SPECK_COLUMNS))
+        ch = u[:, n_sample + n_speck :].reshape(b, c, len(_CHANNEL_COLUMNS))
+        if not cfg.channel_independent:
+            ch = ch[:, :1].expand(b, c, len(_CHANNEL_COLUMNS))
+
+        def col(name: str) -> torch.Tensor:
+            return s[:, _COL[name]]
+
+        blur_on = col("blur_on") < cfg.blur_p
+        poisson_on = col("poisson_on") < cfg.poisson_p
+        count = (col("artefact_count") * MAX_SPECKS).floor().clamp(max=MAX_SPECKS - 1) + 1
+        present = (col("artefact_on") < cfg.artefact_p)[:, None] & (
+            torch.arange(MAX_SPECKS, device=dev, dtype=f32)[None, :] < count[:, None]
+        )
+        sign = torch.where(sp[..., 4] < 0.5, -1.0, 1.0)
+        params = AugmentParams(
+            hflip=col("hflip") < cfg.hflip_p,
+            vflip=col("vflip") < cfg.vflip_p,
+            quarter_turns=(col("quarter_turns") * 4).long().clamp(max=3) * int(cfg.rot90),
+            angle_deg=(2 * col("angle") - 1) * cfg.rotate_deg,
+            shift=(2 * torch.stack([col("shift_x"), col("shift_y")], dim=1) - 1) * cfg.shift_frac,
+            scale=_log_uniform(col("scale"), cfg.scale_range),
+            blur_sigma=torch.where(blur_on, _uniform(col("blur_sigma"), cfg.blur_sigma), 0.0),
+            uneven=col("uneven_amplitude") * cfg.uneven,
+            uneven_direction=col("uneven_direction") * (2 * math.pi),
+            gamma=_log_uniform(ch[..., 2], cfg.gamma_range),
+            contrast=1 + (2 * ch[..., 1] - 1) * cfg.contrast,
+            brightness=(2 * ch[..., 0] - 1) * cfg.brightness,
+            speck_centre=torch.stack([sp[..., 0] * out_w - 0.5, sp[..., 1] * out_h - 0.5], dim=-1),
+            speck_radius=_uniform(sp[..., 2], cfg.artefact_radius),
+            speck_amplitude=sign * _uniform(sp[..., 3], cfg.artefact_amplitude) * present,
+            gaussian_std=col("gaussian_std") * cfg.gaussian_std,
+            poisson_peak=torch.where(poisson_on, _log_uniform(col("poisson_peak"), cfg.poisson_peak), math.inf),
+            noise=None,
+        )
+        if cfg.noise and (cfg.gaussian_std > 0 or cfg.poisson_p > 0):
+            noise = torch.randn((b, c, out_h, out_w), generator=generator, device=dev, dtype=x.dtype)
+            params = dataclasses.replace(params, noise=noise)
+        return params
+
+    @torch.no_grad()
+    def apply_params(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+        """Apply the families switched on, with the given parameters, to ``x`` ``[B, C, H, W]``.
+
+        No gradient flows through the augmentation. After the first operation that makes a new tensor, the
+        following ones work in place on it; the input itself is never written.
+        """
+        _check_batch(x)
+        cfg = self.config
+        h, w = x.shape[-2], x.shape[-1]
+        out_hw = self.output_size(h, w)
+        if cfg.geometric:
+            theta = affine_theta(
+                hflip=params.hflip,
+                vflip=params.vflip,
+                quarter_turns=params.quarter_turns,
+                angle_rad=params.angle_deg * (math.pi / 180.0),
+                shift=params.shift,
+                scale=params.scale,
+                height=h,
+                width=w,
+            )
+            y = warp(x, theta, out_hw, cfg.padding)
+        else:
+            y = resize(x, out_hw)
+        if cfg.illumination:
+            y = self._illuminate(y, params, owned=y is not x)
+        if cfg.noise:
+            y = self._add_noise(y, params, owned=y is not x)
+        return y
+
+    def _illuminate(self, x: torch.Tensor, p: AugmentParams, *, owned: bool) -> torch.Tensor:
+        cfg = self.config
+        h, w, dtype = x.shape[-2], x.shape[-1], x.dtype
+        if cfg.blur_p > 0:
+            x, owned = gaussian_blur(x, p.blur_sigma, self._radius), True
+        if cfg.uneven > 0:
+            gain = gradient_gain(p.uneven, p.uneven_direction, h, w).to(dtype)
+            x, owned = (x.mul_(gain) if owned else x * gain), True
+        if cfg.gamma_range != (1.0, 1.0):
+            x = x.clamp_min_(0.0) if owned else x.clamp_min(0.0)
+            x, owned = x.pow_(p.gamma[..., None, None].to(dtype)), True
+        if cfg.contrast > 0 or cfg.brightness > 0:
+            factor = p.contrast[..., None, None].to(dtype)
+            offset = p.brightness[..., None, None].to(dtype)
+            if cfg.contrast > 0:  # mean + c (x - mean) + b  ==  c x + (1 - c) mean + b
+                offset = offset + (1 - factor) * x.mean(dim=(-2, -1), keepdim=True)
+            x = x.mul_(factor).add_(offset) if owned else torch.addcmul(offset, x, factor)
+        return x
+
+    def _add_noise(self, x: torch.Tensor, p: AugmentParams, *, owned: bool) -> torch.Tensor:
+        cfg = self.config
+        h, w, dtype = x.shape[-2], x.shape[-1], x.dtype
+        if cfg.artefact_p > 0:
+            specks = speck_field(p.speck_centre, p.speck_radius, p.speck_amplitude, h, w).to(dtype)
+            x, owned = (x.add_(specks) if owned else x + specks), True
+        if p.noise is not None:
+            read = (p.gaussian_std**2)[:, None, None, None].to(dtype)
+            shot = (1.0 / p.poisson_peak)[:, None, None, None].to(dtype)
+            # one Gaussian with the summed variance of read noise and shot noise
+            std = x.clamp_min(0.0).mul_(shot).add_(read).sqrt_().mul_(p.noise)
+            x = x.add_(std) if owned else x + std
+        return x
+
+
+def _check_batch(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"BatchAugment expects a float tensor [B, C, H, W], got {shape}")
+
+
+def describe(config: AugmentConfig, *, out_size: int | None = None) -> dict[str, Any]:
+    """A JSON-serialisable record of an augmentation setup, for the run folder.
+
+    Examples
+    --------
+    >>> from ctcid.augment import AugmentConfig, describe
+    >>> d = describe(AugmentConfig(noise=False))
+    >>> d["families"], d["config"]["scale_range"]
+    (['geometric', 'illumination'], [0.9, 1.1])
+    """
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return {
+        "method": "ctcid.augment.BatchAugment",
+        "families": config.families(),
+        "order": {
+            "geometric": ["flip", "quarter_turn", "rotate", "scale", "shift", "resize"],
+            "illumination": ["blur", "uneven", "gamma", "contrast", "brightness"],
+            "noise": ["artefact", "gaussian+poisson"],
+        },
+        "out_size": out_size,
+        "config": values,
+    }
