@@ -25,7 +25,7 @@ from ..errors import CtcidError, InputError
 from ._atomic import atomic_dir
 from .imread import Image, as_planes, read_image, to_uint16
 from .layouts import LAYOUTS, CellSource, IngestPlan, Rejection, plan_ingest
-from .store import REJECTED_FILE, DatasetWriter
+from .store import REJECTED_FILE, DatasetWriter, summarise_block
 
 __all__ = ["IngestOptions", "IngestResult", "fit_to_size", "ingest"]
 
@@ -214,8 +214,9 @@ def _load_cell(cell: CellSource, channels: list[str], size: int, fit: str, axis:
 
 def _decode_batch(
     cells: list[CellSource], channels: list[str], size: int, fit: str, axis: str
-) -> tuple[np.ndarray, list[tuple[int, dict]], list[tuple[int, str, str]]]:
-    """Worker: decode cells; return good pixels, (position, meta) per good cell and (position, file, why)."""
+) -> tuple[np.ndarray, list[tuple[int, dict]], list[tuple[int, str, str]], tuple[np.ndarray, bytes]]:
+    """Worker: decode cells; return good pixels, (position, meta) per good cell, (position, file, why) per bad
+    cell, and the block's histogram and digest."""
     out = np.empty((len(cells), len(channels), size, size), dtype=np.uint16)
     good: list[tuple[int, dict]] = []
     errors: list[tuple[int, str, str]] = []
@@ -227,7 +228,8 @@ def _decode_batch(
             continue
         out[len(good)] = pixels
         good.append((i, meta))
-    return out[: len(good)], good, errors
+    out = out[: len(good)]
+    return out, good, errors, summarise_block(out)
 
 
 def _default_size(plan: IngestPlan) -> int:
@@ -251,14 +253,18 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _rows(cells: list[CellSource], good: list[tuple[int, dict]], channels: list[str], root: Path) -> pd.DataFrame:
+    prefix = str(root) + os.sep
+
+    def rel(path: str) -> str:
+        return path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, root)
+
     records = []
     for pos, meta in good:
         cell = cells[pos]
         rec: dict[str, Any] = {"cell_id": cell.cell_id, "sample_id": cell.sample_id, "label": cell.label}
         for ch in channels:
             path, plane = cell.files[ch]
-            rel = os.path.relpath(path, root)
-            rec[f"src_{ch}"] = rel if plane is None else f"{rel}#{plane}"
+            rec[f"src_{ch}"] = rel(path) if plane is None else f"{rel(path)}#{plane}"
         rec.update(meta)
         rec.update({k: v for k, v in cell.extra.items() if k not in rec})
         records.append(rec)
@@ -342,7 +348,7 @@ def ingest(
                     next_batch += 1
                 index, future = pending.popleft()
                 batch = batches[index]
-                pixels, good, errors = future.result() if future else _decode_batch(batch, *args)
+                pixels, good, errors, summary = future.result() if future else _decode_batch(batch, *args)
                 for pos, path, reason in errors:
                     cell = batch[pos]
                     rej = Rejection(cell.sample_id, cell.cell_id, path, reason)
@@ -350,7 +356,7 @@ def ingest(
                         raise rej.as_error()
                     rejected.append(rej)
                 if good:
-                    writer.append(pixels, _rows(batch, good, plan.channels, plan.root))
+                    writer.append(pixels, _rows(batch, good, plan.channels, plan.root), summary)
                 done += len(batch)
                 if progress:
                     progress(done, n)

@@ -27,6 +27,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import CtcidError, InputError
 
@@ -124,23 +125,40 @@ def _order_channels(names: list[str]) -> list[str]:
     return first + sorted(c for c in names if c not in first)
 
 
-def _walk_images(root: Path) -> list[Path]:
+class _Entry(NamedTuple):
+    """A file found under the source root: full path, path parts below the root, stem, whether a link."""
+
+    path: str
+    parts: tuple[str, ...]
+    stem: str
+    link: bool
+
+
+def _walk_images(root: Path) -> list[_Entry]:
     """Image-like files under ``root``, sorted, skipping hidden entries and never following directory links."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(Path(dirpath) / name)
+    found: list[_Entry] = []
+
+    def visit(folder: str, parts: tuple[str, ...]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                visit(e.path, (*parts, e.name))
+            elif e.name.lower().endswith(IMAGE_EXTENSIONS):
+                found.append(_Entry(e.path, (*parts, e.name), os.path.splitext(e.name)[0], e.is_symlink()))
+
+    visit(str(root), ())
     return found
 
 
-def _inside(root: Path, path: Path) -> bool:
+def _inside(root: Path, path: str) -> bool:
     """False for a link that points outside the input root."""
-    if not path.is_symlink():
-        return True
     try:
-        path.resolve(strict=True).relative_to(root.resolve())
+        Path(path).resolve(strict=True).relative_to(root.resolve())
     except (ValueError, OSError, RuntimeError):
         return False
     return True
@@ -255,19 +273,21 @@ def _split_channel(stem: str) -> tuple[str, str] | None:
     return (cell, channel) if cell and channel else None
 
 
-def _looks_like_deparray(files: list[Path], channel_map: dict[str, str]) -> bool:
+def _looks_like_deparray(files: list[_Entry], channel_map: dict[str, str]) -> bool:
     splits = [_split_channel(f.stem) for f in files]
     if not files or any(s is None for s in splits):
         return False
     suffixes = Counter(s[1] for s in splits if s)
-    cells = {(f.parent, s[0]) for f, s in zip(files, splits, strict=True) if s}
+    cells = {(f.parts[:-1], s[0]) for f, s in zip(files, splits, strict=True) if s}
     known = {c.upper() for c in KNOWN_CHANNELS} | {k.upper() for k in channel_map}
     if len(suffixes) == 1:
         return next(iter(suffixes)).upper() in known
     return len(suffixes) <= 16 and len(files) >= 1.5 * len(cells)
 
 
-def detect_layout(src: Path, channel_map: dict[str, str] | None = None) -> tuple[str, str]:
+def detect_layout(
+    src: Path, channel_map: dict[str, str] | None = None, files: list[_Entry] | None = None
+) -> tuple[str, str]:
     """Guess the layout of ``src``; returns ``(layout, why)``."""
     channel_map = channel_map or {}
     if src.is_file():
@@ -277,7 +297,7 @@ def detect_layout(src: Path, channel_map: dict[str, str] | None = None) -> tuple
     manifests = sorted(p for p in src.glob("*.csv") if p.name.lower() in _MANIFEST_NAMES)
     if manifests:
         return "manifest", f"found {manifests[0].name}"
-    files = _walk_images(src)
+    files = _walk_images(src) if files is None else files
     if not files:
         raise CtcidError("empty folder: no image files (.tif, .png, .jpg, ...) found", src)
     if _looks_like_deparray(files, channel_map):
@@ -285,11 +305,10 @@ def detect_layout(src: Path, channel_map: dict[str, str] | None = None) -> tuple
         return "deparray", f"files named CELL_CHANNEL with channels {', '.join(chans)}"
     from .imread import read_image
 
-    first = read_image(files[0])
+    first = read_image(files[0].path)
     if first.axes == "CYX" or (first.axes == "YXS" and first.data.shape[-1] not in (3, 4)):
-        return "stack", f"{files[0].name} holds {first.data.shape} planes, one file per cell"
-    depth = len(files[0].relative_to(src).parts)
-    if depth >= 2:
+        return "stack", f"{files[0].parts[-1]} holds {first.data.shape} planes, one file per cell"
+    if len(files[0].parts) >= 2:
         return "class-folders", "one image per cell under class folders"
     return "stack", "one image per cell"
 
@@ -333,43 +352,42 @@ def _apply_labels(
 
 
 def _per_file_cells(
-    src: Path, files: list[Path], label_map: dict[str, str], rejected: list[Rejection]
-) -> list[tuple[Path, str, str | None, Path]]:
+    src: Path, files: list[_Entry], label_map: dict[str, str], rejected: list[Rejection]
+) -> list[tuple[_Entry, str, str | None]]:
     """Sample and class folder for each file: ``SAMPLE/[CLASS/]f``, ``CLASS/SAMPLE/f`` or ``f``."""
     out = []
     for f in files:
-        parts = f.relative_to(src).parts
-        if not _inside(src, f):
-            rejected.append(Rejection("", "", str(f), "link points outside the input folder; refused"))
+        parts = f.parts
+        if f.link and not _inside(src, f.path):
+            rejected.append(Rejection("", "", f.path, "link points outside the input folder; refused"))
             continue
         if len(parts) == 1:
-            out.append((f, src.name, None, f))
+            out.append((f, src.name, None))
         elif len(parts) == 2:
             if _class_name(parts[0], label_map):
-                out.append((f, src.name, parts[0], f))
+                out.append((f, src.name, parts[0]))
             else:
-                out.append((f, parts[0], None, f))
+                out.append((f, parts[0], None))
         elif len(parts) == 3:
             if _class_name(parts[0], label_map) and not _class_name(parts[1], label_map):
-                out.append((f, parts[1], parts[0], f))
+                out.append((f, parts[1], parts[0]))
             else:
-                out.append((f, parts[0], parts[1], f))
+                out.append((f, parts[0], parts[1]))
         else:
-            rejected.append(Rejection("", "", str(f), "too deeply nested: expected SAMPLE/[CLASS/]file"))
+            rejected.append(Rejection("", "", f.path, "too deeply nested: expected SAMPLE/[CLASS/]file"))
     return out
 
 
-def _plan_deparray(src, channels, channel_map, label_map, labels, rejected) -> tuple[list[str], list[CellSource]]:
-    files = _walk_images(src)
-    if not files:
-        raise CtcidError("empty folder: no image files found", src)
+def _plan_deparray(
+    src, channels, channel_map, label_map, labels, rejected, files
+) -> tuple[list[str], list[CellSource]]:
     groups: dict[tuple[str, str], CellSource] = {}
     duplicates: set[tuple[str, str]] = set()
-    for f, sample, klass, _ in _per_file_cells(src, files, label_map, rejected):
+    for f, sample, klass in _per_file_cells(src, files, label_map, rejected):
         split = _split_channel(f.stem)
         if split is None:
             rejected.append(
-                Rejection(sample, "", str(f), "file name does not end in _CHANNEL (e.g. CELL1_BF.tif)")
+                Rejection(sample, "", f.path, "file name does not end in _CHANNEL (e.g. CELL1_BF.tif)")
             )
             continue
         cell_id, raw_channel = split
@@ -381,7 +399,7 @@ def _plan_deparray(src, channels, channel_map, label_map, labels, rejected) -> t
         if channel in cell.files or (cell.label != klass):
             duplicates.add(key)
             continue
-        cell.files[channel] = (str(f), None)
+        cell.files[channel] = (f.path, None)
     found = _order_channels(sorted({c for cell in groups.values() for c in cell.files}))
     wanted = list(channels) if channels else found
     cells = []
@@ -404,7 +422,9 @@ def _plan_deparray(src, channels, channel_map, label_map, labels, rejected) -> t
     return wanted, _apply_labels(cells, rejected, table, label_map)
 
 
-def _plan_manifest(src, channels, channel_map, label_map, labels, rejected) -> tuple[list[str], list[CellSource]]:
+def _plan_manifest(
+    src, channels, channel_map, label_map, labels, rejected, files
+) -> tuple[list[str], list[CellSource]]:
     path = src if src.is_file() else next(p for p in src.glob("*.csv") if p.name.lower() in _MANIFEST_NAMES)
     rows = _read_csv(path)
     if not rows:
@@ -469,14 +489,12 @@ def _plan_single_file(
     label_map,
     labels,
     rejected,
+    files,
     *,
     rgb: bool,
     sample_regex: str | None,
     channel_axis: str,
 ) -> tuple[list[str], list[CellSource]]:
-    files = _walk_images(src)
-    if not files:
-        raise CtcidError("empty folder: no image files found", src)
     pattern = re.compile(sample_regex) if sample_regex else None
     if rgb:
         mapping = channel_map or {"R": "R", "G": "G", "B": "B"}
@@ -495,24 +513,24 @@ def _plan_single_file(
         else:
             from .imread import as_planes, read_image
 
-            n = len(as_planes(read_image(files[0]), str(files[0]), channel_axis))
+            n = len(as_planes(read_image(files[0].path), files[0].path, channel_axis))
             order = [f"C{i}" for i in range(n)]
         order = [channel_map.get(c, c) for c in order]
         planes = {name: i for i, name in enumerate(order)}
     seen: set[tuple[str, str]] = set()
     cells = []
-    for f, sample, klass, _ in _per_file_cells(src, files, label_map, rejected):
+    for f, sample, klass in _per_file_cells(src, files, label_map, rejected):
         if pattern is not None:
             m = pattern.search(f.stem)
             sample = (m.group(1) if m.groups() else m.group(0)) if m else sample
-        if rgb and klass is None and len(f.relative_to(src).parts) >= 2:
-            klass = f.relative_to(src).parts[0]
+        if rgb and klass is None and len(f.parts) >= 2:
+            klass = f.parts[0]
         cell_id = f.stem
         if (sample, cell_id) in seen:
-            rejected.append(Rejection(sample, cell_id, str(f), "duplicate cell id"))
+            rejected.append(Rejection(sample, cell_id, f.path, "duplicate cell id"))
             continue
         seen.add((sample, cell_id))
-        cells.append(CellSource(sample, cell_id, klass, {c: (str(f), planes[c]) for c in order}))
+        cells.append(CellSource(sample, cell_id, klass, {c: (f.path, planes[c]) for c in order}))
     table = _Labels(lab, label_map) if (lab := _labels_file(src, labels)) else None
     if table is not None and any(c.label is not None for c in cells):
         raise CtcidError("labels come both from class folders and from a labels CSV; use one", table.path)
@@ -563,13 +581,16 @@ def plan_ingest(
         raise CtcidError("no such file or folder", src)
     notes = []
     detected = layout == "auto"
+    files = _walk_images(src) if src.is_dir() else []
     if detected:
-        layout, why = detect_layout(src, channel_map)
+        layout, why = detect_layout(src, channel_map, files)
         notes.append(f"layout: {layout} (detected: {why}; set --layout to override)")
     if layout != "manifest" and not src.is_dir():
         raise CtcidError(f"layout {layout} needs a folder", src)
+    if layout != "manifest" and not files:
+        raise CtcidError("empty folder: no image files (.tif, .png, .jpg, ...) found", src)
     rejected: list[Rejection] = []
-    args = (src, channels, channel_map, label_map, labels, rejected)
+    args = (src, channels, channel_map, label_map, labels, rejected, files)
     if layout == "deparray":
         order, cells = _plan_deparray(*args)
     elif layout == "manifest":

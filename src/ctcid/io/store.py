@@ -59,6 +59,17 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def summarise_block(pixels: np.ndarray) -> tuple[np.ndarray, bytes]:
+    """Per-channel intensity histogram ``[C, 65536]`` and sha256 digest of a block of cells.
+
+    The dataset's statistics are sums of these histograms, and its fingerprint is the sha256 of
+    the blocks' digests in order (then of the cell ids and labels), so workers can compute them.
+    """
+    data = np.ascontiguousarray(pixels, dtype="<u2")
+    hist = np.stack([np.bincount(data[:, i].ravel(), minlength=65536) for i in range(data.shape[1])])
+    return hist, hashlib.sha256(memoryview(data).cast("B")).digest()
+
+
 class DatasetWriter:
     """Append cells to a new dataset folder, in order, then write its header.
 
@@ -77,19 +88,23 @@ class DatasetWriter:
         self._rows: list[pd.DataFrame] = []
         self.n = 0
 
-    def append(self, pixels: np.ndarray, rows: pd.DataFrame) -> None:
-        """Add cells: ``pixels`` uint16 ``[n, C, size, size]`` and their ``n`` table rows."""
+    def append(
+        self, pixels: np.ndarray, rows: pd.DataFrame, summary: tuple[np.ndarray, bytes] | None = None
+    ) -> None:
+        """Add cells: ``pixels`` uint16 ``[n, C, size, size]`` and their ``n`` table rows.
+
+        ``summary`` is :func:`summarise_block` of ``pixels`` when already computed (by a worker).
+        """
         c, s = len(self.channels), self.size
         if pixels.dtype != np.uint16 or pixels.ndim != 4 or pixels.shape[1:] != (c, s, s):
             raise ValueError(f"expected uint16 [n, {c}, {s}, {s}], got {pixels.dtype} {pixels.shape}")
         if len(rows) != len(pixels):
             raise ValueError("one table row per cell")
         data = np.ascontiguousarray(pixels, dtype="<u2")
-        buf = memoryview(data).cast("B")
-        self._fh.write(buf)
-        self._hash.update(buf)
-        for i in range(c):
-            self._hist[i] += np.bincount(data[:, i].ravel(), minlength=65536)
+        hist, digest = summary if summary is not None else summarise_block(data)
+        self._fh.write(memoryview(data).cast("B"))
+        self._hash.update(digest)
+        self._hist += hist
         self._rows.append(rows)
         self.n += len(pixels)
 
