@@ -171,3 +171,25 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
         for s in splits:
             pred = pd.read_csv(tmp_path / "abl" / name / f"fold{s.fold}" / "test_predictions.csv")
             assert set(pred["cell_id"]) == set(ds.table["cell_id"].iloc[s.test])
+
+
+def test_flatfield_and_window_normalisation(small_store: Path):
+    import torch
+
+    from ctcid.train.data import Normalizer, channel_normalisation
+
+    ds = CellDataset.open(small_store)
+    norm = channel_normalisation(ds, ["BF", "CK"], flatfield=["BF"])
+    assert norm["BF"]["mode"] == "flatfield" and norm["CK"]["mode"] == "window"
+    st = ds.header["channel_stats"]["CK"]
+    assert norm["CK"]["lo"] == st["p0.1"] and norm["CK"]["hi"] == st["p99.9"]
+    px = torch.full((2, 2, 16, 16), 1000, dtype=torch.uint16)
+    px[0, 0, 6:10, 6:10] = 500  # a dark cell on a background of 1000
+    px[1, 0] *= 3  # three times brighter illumination: same flat-field image
+    px[1, 0, 6:10, 6:10] = 1500
+    src = torch.tensor([[0, 2], [0, 2]])  # dataset channels BF and CK
+    x = Normalizer(norm, ds.channels).window(px, src)
+    assert x[0, 0, 0, 0] == pytest.approx(0.5) and x[0, 0, 7, 7] == pytest.approx(0.25)
+    torch.testing.assert_close(x[0, 0], x[1, 0])
+    lo, hi = norm["CK"]["lo"], norm["CK"]["hi"]
+    assert x[0, 1, 0, 0] == pytest.approx((1000 - lo) / (hi - lo))

@@ -116,7 +116,7 @@ def bench_train(
     cells = batch_size * (steps + warmup + 2)
     with tempfile.TemporaryDirectory(prefix="ctcid-bench-") as tmp:
         ds = CellDataset.open(_random_store(Path(tmp) / "ds", cells, size, seed))
-        norm = channel_normalisation(ds, ["BF"])
+        norm = channel_normalisation(ds, ["BF"], flatfield=["BF"])
         rows = training_samples(np.arange(len(ds)), [0], [], "extra")
         batches = StoreBatches(ds, BatchPlan(rows, ds.labels(), batch_size, True, False, seed), [0])
         loader = DataLoader(

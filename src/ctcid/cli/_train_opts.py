@@ -32,6 +32,13 @@ _OPTIONS: list[tuple[str, Any]] = [
         Annotated[str | None, typer.Option(help="Input channels, e.g. BF or BF,DAPI,CK,CD45. [default: BF]")],
     ),
     (
+        "flatfield_channels",
+        Annotated[
+            str | None,
+            typer.Option(help="Channels scaled per crop by their background (bright field). [default: BF]"),
+        ],
+    ),
+    (
         "train_extra_channels",
         Annotated[
             str | None,
@@ -113,6 +120,10 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
     base = resolve(TrainConfig, cfg_path, "train", {})
     over = dict(values)
     over["channels"] = parse_list(over.get("channels"), "--channels")
+    flat = over.get("flatfield_channels")
+    over["flatfield_channels"] = (
+        None if flat is None else ([] if flat in ("", "none") else parse_list(flat, "--flatfield-channels"))
+    )
     extra = over.get("train_extra_channels")
     over["train_extra_channels"] = (
         None if extra is None else ([] if extra in ("", "none") else parse_list(extra, "--train-extra-channels"))

@@ -220,24 +220,21 @@ def train(
 
 
 def _print_table(table: pd.DataFrame, path: Path) -> None:
+    """One column per variant, one row per metric (readable in a narrow terminal)."""
     import pandas as pd
 
-    cols = [
-        "variant",
-        "model",
-        "folds",
-        "f1_mean",
-        "f1_std",
-        "precision_mean",
-        "recall_mean",
-        "pr_auc_mean",
-        "accuracy_mean",
-        "pooled_f1",
-        "pooled_f1_lo",
-        "pooled_f1_hi",
-        "count_mae",
+    rows = {"folds": table["folds"].astype(str).tolist()}
+    for m in ("f1", "precision", "recall", "specificity", "mcc", "pr_auc", "accuracy"):
+        rows[f"{m} (mean ± sd)"] = [
+            f"{a:.3f} ± {b:.3f}" for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"], strict=True)
+        ]
+    rows["pooled F1 [95% CI]"] = [
+        f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+        for v, lo, hi in zip(table["pooled_f1"], table["pooled_f1_lo"], table["pooled_f1_hi"], strict=True)
     ]
-    _ui.table(pd.DataFrame(table)[[c for c in cols if c in table.columns]].round(3))
+    rows["count MAE / patient"] = [f"{v:.2f}" for v in table["count_mae"]]
+    shown = pd.DataFrame(rows, index=table["variant"]).T.reset_index(names="metric")
+    _ui.table(shown, title="held-out patients, patient-grouped folds")
     _ui.out.print(f"table: {path / 'table.md'} (and table.csv, per_fold.csv, comparison.png)")
 
 

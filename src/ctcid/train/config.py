@@ -27,6 +27,9 @@ class TrainConfig:
         A ctcid model or timm backbone name (``resnet34``, ``resnet50``, ``efficientnet_b4``, ``densenet121``).
     channels
         Input channels at training and test time (System A: ``["BF"]``).
+    flatfield_channels
+        Channels scaled per crop by their own background (bright field) rather than by dataset-wide
+        intensity windows (fluorescence); see :func:`ctcid.train.data.channel_normalisation`.
     train_extra_channels
         Channels added to training only, fed through the single input channel (System A: ``["DAPI"]``).
     extra_mode
@@ -59,6 +62,7 @@ class TrainConfig:
 
     model: str = "resnet34"
     channels: list[str] = field(default_factory=lambda: ["BF"])
+    flatfield_channels: list[str] = field(default_factory=lambda: ["BF"])
     train_extra_channels: list[str] = field(default_factory=list)
     extra_mode: str = "extra"
     extra_p: float = 0.5

@@ -25,18 +25,32 @@ __all__ = ["Normalizer", "StoreBatches", "channel_normalisation", "training_samp
 PRELOAD_BYTES = 2 << 30
 
 
-def channel_normalisation(ds: CellDataset, channels: list[str]) -> dict[str, dict[str, float]]:
-    """Per-channel window (p0.1 .. p99.9) and the mean/std inside it, from the dataset header.
+#: Width, in px, of the crop border whose median is a crop's background for ``flatfield`` channels.
+BORDER_PX = 3
 
-    These numbers travel with the model bundle, so new data is scaled exactly as the training data.
+
+def channel_normalisation(
+    ds: CellDataset, channels: list[str], flatfield: list[str] | tuple[str, ...] = ()
+) -> dict[str, dict[str, float | str]]:
+    """How each channel is scaled; these numbers travel with the model bundle.
+
+    ``window`` (fluorescence, where absolute intensity carries the signal: CK-positive, CD45-negative):
+    the dataset-wide p0.1 .. p99.9 window, then the mean and std inside it, from the dataset header.
+    ``flatfield`` (bright field, where intensity is relative to the illumination): each crop divided by
+    its own background, the median of its border, so that illumination differences between patients,
+    runs and cages vanish; the background sits at 0.5 and a contrast of 10% is one standard deviation.
     """
-    out = {}
+    out: dict[str, dict[str, float | str]] = {}
     for ch in channels:
+        if ch in flatfield:
+            out[ch] = {"mode": "flatfield", "lo": 0.0, "hi": 1.0, "mean": 0.5, "std": 0.05}
+            continue
         st = ds.header["channel_stats"][ch]
         lo, hi = float(st["p0.1"]), float(st["p99.9"])
         hi = hi if hi > lo else lo + 1.0
         span = hi - lo
         out[ch] = {
+            "mode": "window",
             "lo": lo,
             "hi": hi,
             "mean": (float(st["mean"]) - lo) / span,
@@ -46,24 +60,43 @@ def channel_normalisation(ds: CellDataset, channels: list[str]) -> dict[str, dic
 
 
 class Normalizer(torch.nn.Module):
-    """Window and standardise on the device with per-sample source channels.
+    """Scale (window or flat-field) and standardise on the device, with per-sample source channels.
 
     ``table`` rows follow ``channels`` (a dataset's channel list); ``src`` is ``[B, C_in]`` indices
     into those rows. Channels without an entry in ``norm`` are left as they are.
     """
 
-    def __init__(self, norm: dict[str, dict[str, float]], channels: list[str]):
+    def __init__(self, norm: dict[str, dict[str, float | str]], channels: list[str]):
         super().__init__()
         ident = {"lo": 0.0, "hi": 1.0, "mean": 0.0, "std": 1.0}  # channels the model never reads
         keys = ("lo", "hi", "mean", "std")
-        rows = torch.tensor([[norm.get(c, ident)[k] for k in keys] for c in channels], dtype=torch.float32)
-        self.register_buffer("table", rows, persistent=False)
+        rows = [
+            [float(norm.get(c, ident)[k]) for k in keys] + [float(norm.get(c, ident).get("mode") == "flatfield")]
+            for c in channels
+        ]
+        self.register_buffer("table", torch.tensor(rows, dtype=torch.float32), persistent=False)
         self.channels = list(channels)
+        self.any_flat = bool(any(r[4] for r in rows))
 
     def window(self, pixels: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-        p = self.table[src]  # [B, C_in, 4]
+        p = self.table[src]  # [B, C_in, 5]
         lo, hi = p[..., 0, None, None], p[..., 1, None, None]
-        return (pixels.float() - lo) / (hi - lo)
+        x = pixels.float()
+        out = (x - lo) / (hi - lo)
+        if self.any_flat:
+            b = BORDER_PX
+            border = torch.cat(
+                [
+                    x[..., :b, :].flatten(-2),
+                    x[..., -b:, :].flatten(-2),
+                    x[..., :, :b].flatten(-2),
+                    x[..., :, -b:].flatten(-2),
+                ],
+                dim=-1,
+            )
+            background = border.median(dim=-1).values.clamp(min=1.0)[..., None, None]
+            out = torch.where(p[..., 4, None, None] > 0, 0.5 * x / background, out)
+        return out
 
     def standardise(self, x: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
         p = self.table[src]

@@ -256,7 +256,9 @@ def fit(
         model = model.to(memory_format=torch.channels_last)
     crop = ds.crop_size[0]
     input_size = cfg.input_size or crop
-    norm = channel_normalisation(ds, sorted(set(cfg.channels + cfg.train_extra_channels), key=ds.channels.index))
+    norm = channel_normalisation(
+        ds, sorted(set(cfg.channels + cfg.train_extra_channels), key=ds.channels.index), cfg.flatfield_channels
+    )
     normalizer = Normalizer(norm, ds.channels)
     chan_idx = ds.channel_index(cfg.channels)
     extra_idx = ds.channel_index(cfg.train_extra_channels) if cfg.train_extra_channels else []
