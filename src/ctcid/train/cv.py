@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CtcidError
+from ..evaluate.metrics import METRICS
 from ..io import CellDataset
 from ..io._atomic import atomic_write_text
 from .config import TrainConfig
@@ -25,18 +26,8 @@ from .engine import RUN_FILE, fit
 
 __all__ = ["SYSTEM_A_VARIANTS", "CVResult", "run_variants", "system_a_variants"]
 
-#: Metrics shown in the comparison tables, in order.
-TABLE_METRICS = (
-    "f1",
-    "precision",
-    "recall",
-    "specificity",
-    "balanced_accuracy",
-    "mcc",
-    "roc_auc",
-    "pr_auc",
-    "accuracy",
-)
+#: Metrics shown in the comparison tables, in order (the rates, not the confusion counts).
+TABLE_METRICS = METRICS[: METRICS.index("pr_auc") + 1]
 _NO_AUG = {"geometric": False, "illumination": False, "noise": False}
 
 #: System A's table: bright field only, each augmentation family alone, all three, and DAPI added to training.

@@ -349,16 +349,20 @@ def fit(
     if not best.load_into(model):
         say("no epoch improved the validation metric; keeping the last weights")
     model = model.to(memory_format=torch.contiguous_format).cpu().eval()
-    val_logits = infer_logits(
-        model,
-        ds,
-        val_cells,
-        channels=cfg.channels,
-        normalisation=norm,
-        input_size=input_size,
-        device=cfg.device,
-        precision=cfg.precision,
-    )
+
+    def logits_of(cells: np.ndarray) -> np.ndarray:
+        return infer_logits(
+            model,
+            ds,
+            cells,
+            channels=cfg.channels,
+            normalisation=norm,
+            input_size=input_size,
+            device=cfg.device,
+            precision=cfg.precision,
+        )
+
+    val_logits = logits_of(val_cells)
     y_val = labels[val_cells].astype(int)
     temperature = fit_temperature(val_logits, y_val)
     threshold = threshold_max_f1(y_val, apply_temperature(val_logits, temperature))
@@ -396,17 +400,9 @@ def fit(
     test_cells = np.asarray(getattr(split, "test", []), np.int64)
     test_cells = test_cells[labels[test_cells] >= 0] if len(test_cells) else test_cells
     if len(test_cells):
-        test_logits = infer_logits(
-            model,
-            ds,
-            test_cells,
-            channels=cfg.channels,
-            normalisation=norm,
-            input_size=input_size,
-            device=cfg.device,
-            precision=cfg.precision,
+        test_frame = predictions_frame(
+            ds, test_cells, logits_of(test_cells), temperature, threshold, meta.model_id
         )
-        test_frame = predictions_frame(ds, test_cells, test_logits, temperature, threshold, meta.model_id)
         atomic_write_text(out / "test_predictions.csv", test_frame.to_csv(index=False))
         test_summary = write_metrics(out, test_frame, threshold, temperature, cfg.n_boot, cfg.seed, prefix="test_")
 
