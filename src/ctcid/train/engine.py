@@ -160,6 +160,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
     warnings.filterwarnings("ignore", message=".*`isinstance.*LeafSpec.*")
 
 
