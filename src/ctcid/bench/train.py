@@ -137,7 +137,6 @@ def bench_train(
             input_size=size,
             lr=1e-4,
             weight_decay=0.0,
-            epochs=1,
             loss="bce",
             pos_weight=1.0,
             focal_gamma=2.0,

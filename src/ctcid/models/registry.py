@@ -178,7 +178,3 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
         )
     model.load_state_dict(state, strict=False)
     return model
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

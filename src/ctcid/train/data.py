@@ -145,7 +145,8 @@ class StoreBatches(Dataset):
         self.plan = plan
         self.epoch = 0
         self.needed = sorted(set(channels_needed))
-        self._remap = {c: i for i, c in enumerate(self.needed)}
+        self._remap = np.zeros(max(self.needed) + 1, np.int64)  # dataset channel -> position among needed
+        self._remap[self.needed] = np.arange(len(self.needed))
         pix = ds.pixels
         cells_used = np.unique(plan.samples[:, 0])
         nbytes = len(cells_used) * len(self.needed) * pix.shape[2] * pix.shape[3] * 2
@@ -189,7 +190,7 @@ class StoreBatches(Dataset):
             swap = rng.random(len(rows)) < p.substitute_p
             rows[swap, 1] = rng.choice(np.asarray(p.substitute), size=int(swap.sum()))
         cells, src = rows[:, 0], rows[:, 1:]
-        local = np.vectorize(self._remap.__getitem__, otypes=[np.int64])(src) if src.size else src
+        local = self._remap[src]
         if self._store is not None:
             block = self._store[self._lookup[cells]]
         else:

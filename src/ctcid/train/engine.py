@@ -295,7 +295,6 @@ def fit(
         input_size=input_size,
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
-        epochs=cfg.epochs,
         loss=cfg.loss,
         pos_weight=pos_weight,
         focal_gamma=cfg.focal_gamma,

@@ -48,7 +48,6 @@ class CTCClassifier(pl.LightningModule):
         input_size: int,
         lr: float,
         weight_decay: float,
-        epochs: int,
         loss: str,
         pos_weight: float,
         focal_gamma: float,
@@ -60,7 +59,7 @@ class CTCClassifier(pl.LightningModule):
         self.normalizer = normalizer
         self.augment = augment
         self.input_size = input_size
-        self.lr, self.weight_decay, self.epochs = lr, weight_decay, epochs
+        self.lr, self.weight_decay = lr, weight_decay
         self.loss_name, self.pos_weight, self.focal_gamma = loss, pos_weight, focal_gamma
         self.seed = seed
         self.channels_last = channels_last
