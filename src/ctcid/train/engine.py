@@ -342,7 +342,7 @@ def fit(
     ckpt = str(out / "checkpoints" / "last.ckpt") if resuming else None
     if ckpt:
         say(f"resuming from {ckpt}")
-    trainer.fit(module, train_dl, val_dl, ckpt_path=ckpt, weights_only=False if ckpt else None)
+    trainer.fit(module, train_dl, val_dl, ckpt_path=ckpt, weights_only=True if ckpt else None)  # no unpickling
     if not trainer.is_global_zero:
         return FitResult(out, out / "model", 0.5, 1.0, None, {}, None, None)
 
