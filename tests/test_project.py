@@ -35,3 +35,11 @@ def test_every_command_is_in_the_readme():
         assert f"`ctcid {cmd.name or cmd.callback.__name__}" in readme
     for cmd in bench_app.registered_commands:
         assert f"`ctcid bench {cmd.name}" in readme
+
+
+def test_ruff_lint_and_format_are_clean():
+    import sys
+
+    for args in (["check", "src", "tests"], ["format", "--check", "src", "tests"]):
+        proc = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
