@@ -75,6 +75,9 @@ def test_existing_run_folder_needs_resume_or_overwrite(small_store: Path, tmp_pa
         fit(ds, _split(ds), cfg, tmp_path / "run")
     with pytest.raises(CtcidError, match="already complete"):
         fit(ds, _split(ds), cfg, tmp_path / "run", resume=True)
+    (tmp_path / "run" / "run.json").write_text('{"status": "running"}')
+    with pytest.raises(CtcidError, match="changed: lr"):
+        fit(ds, _split(ds), replace(cfg, lr=0.5), tmp_path / "run", resume=True)
 
 
 def test_dapi_in_training_only(small_store: Path, tmp_path: Path):

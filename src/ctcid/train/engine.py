@@ -185,6 +185,23 @@ def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
     return False
 
 
+def _check_same_config(path: Path, cfg: TrainConfig) -> None:
+    """A run resumes only with the options it started with (progress display and loader workers aside)."""
+    import yaml
+
+    if not path.is_file():
+        return
+    before = (yaml.safe_load(path.read_text()) or {}).get("train", {})
+    now = cfg.to_dict()
+    changed = sorted(k for k in now if k not in ("progress", "workers") and before.get(k, now[k]) != now[k])
+    if changed:
+        raise CtcidError(
+            f"--resume needs the options the run started with; changed: {', '.join(changed)} "
+            "(see its config.yaml)",
+            path.parent,
+        )
+
+
 def fit(
     ds: CellDataset,
     split: Any,
@@ -232,6 +249,8 @@ def fit(
         if len(cells) == 0 or not (labels[cells] == 1).any() or not (labels[cells] == 0).any():
             raise CtcidError(f"the {name} set needs labelled cells of both classes (ctc and wbc)", ds.path)
     resuming = _prepare_run_dir(out, resume, overwrite)
+    if resuming:
+        _check_same_config(out / "config.yaml", cfg)
     _quiet_lightning()
     t_start = time.perf_counter()
 
