@@ -101,3 +101,22 @@ def test_console_script_entry_point(tmp_path: Path):
     assert (
         proc.returncode == 2 and proc.stderr.strip().startswith("ctcid: error:") and "Traceback" not in proc.stderr
     )
+
+
+def test_train_then_evaluate_commands(capsys, tmp_path: Path, small_store: Path):
+    import json
+
+    fast = ["--model", "resnet10t", "--epochs", "1", "--batch-size", "32", "--no-progress", "--n-boot", "20"]
+    code, out, err = _cli(capsys, "train", small_store, tmp_path / "run", *fast, "--augment", "geometric")
+    assert code == 0, err
+    assert "model bundle:" in out and (tmp_path / "run" / "model" / "model.json").exists()
+    cfg = (tmp_path / "run" / "config.yaml").read_text()
+    assert "model: resnet10t" in cfg and "illumination: false" in cfg and "geometric: true" in cfg
+    code, out, err = _cli(capsys, "evaluate", tmp_path / "run" / "model", small_store, tmp_path / "ev")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["n_cells"] == 192 and set(metrics["metrics"]["f1"]) == {"value", "lo", "hi"}
+    code, _, err = _cli(capsys, "train", small_store, tmp_path / "run", *fast)
+    assert code == 2 and "--resume" in err
+    code, _, err = _cli(capsys, "train", small_store, tmp_path / "x", "--channels", "BF,FITC")
+    assert code == 2 and "no channel(s) FITC" in err
