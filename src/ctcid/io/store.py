@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..errors import CtcidError
 from ._atomic import atomic_write_text
+from ._json import read_versioned_json
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CellDataset", "DatasetWriter", "package_versions"]
 
@@ -194,18 +195,7 @@ class CellDataset:
             raise CtcidError(
                 f"not a ctcid dataset: {HEADER_FILE} is missing (an incomplete or foreign folder)", path
             )
-        try:
-            header = json.loads(head.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CtcidError(f"malformed dataset header ({exc})", head) from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise CtcidError("not a ctcid dataset header", head)
-        if header.get("format_version", 0) > FORMAT_VERSION:
-            raise CtcidError(
-                f"dataset format {header['format_version']} is newer than this ctcid reads "
-                f"({FORMAT_VERSION}); upgrade ctcid",
-                head,
-            )
+        header = read_versioned_json(head, FORMAT, FORMAT_VERSION, "dataset header")
         try:
             spec = header["pixels"]
             shape = tuple(int(s) for s in spec["shape"])

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import CtcidError
 from ..io._atomic import atomic_dir
+from ..io._json import read_versioned_json
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "BundleMeta", "check_compatible", "load_bundle", "save_bundle"]
 
@@ -125,16 +126,7 @@ def read_meta(path: str | os.PathLike[str]) -> BundleMeta:
         raise CtcidError("no such model bundle folder", path)
     if not meta_file.is_file():
         raise CtcidError(f"not a model bundle: {META_FILE} is missing", path)
-    try:
-        raw = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CtcidError(f"malformed bundle metadata ({exc})", meta_file) from None
-    if not isinstance(raw, dict) or raw.get("format") != BUNDLE_FORMAT:
-        raise CtcidError("not a ctcid model bundle", meta_file)
-    if int(raw.get("format_version", 0)) > BUNDLE_VERSION:
-        raise CtcidError(
-            f"bundle format {raw['format_version']} is newer than this ctcid reads; upgrade ctcid", meta_file
-        )
+    raw = read_versioned_json(meta_file, BUNDLE_FORMAT, BUNDLE_VERSION, "bundle metadata")
     known = {f for f in BundleMeta.__dataclass_fields__}
     try:
         meta = BundleMeta(**{k: v for k, v in raw.items() if k in known})
