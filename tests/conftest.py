@@ -91,3 +91,30 @@ def make_store(
 @pytest.fixture(scope="session")
 def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_store(tmp_path_factory.mktemp("store") / "ds")
+
+
+def make_synth_store(
+    out: Path, patients: int = 6, cells: int = 40, size: int = 64, seed: int = 0, difficulty: str = "easy"
+) -> Path:
+    """A dataset of generator-rendered cells written straight to the store, with ``masks.npy`` beside it."""
+    from ctcid.io import DatasetWriter
+    from ctcid.synth import SynthConfig
+    from ctcid.synth.cohort import render_cells, sample_cells
+
+    cfg = SynthConfig(
+        patients=patients, cells_per_patient=cells, ctc_fraction=0.3, size=size, seed=seed, difficulty=difficulty
+    )
+    pat, table = sample_cells(cfg)
+    images, masks = render_cells(table, pat, size=size, pixel_size_um=cfg.pixel_size_um, seed=seed)
+    out.mkdir(parents=True)
+    writer = DatasetWriter(out, ["BF", "DAPI", "CK", "CD45"], size, cfg.pixel_size_um)
+    rows = table[["cell_id", "sample_id", "label"]].assign(qc_flags="")
+    writer.append(images, rows.reset_index(drop=True))
+    writer.finish({"source": {"root": "generated", "layout": "test", "detected": False}, "rejected": 0})
+    np.save(out.parent / f"{out.name}_truth_masks.npy", masks)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synth_store(tmp_path_factory.mktemp("synth") / "ds")

@@ -122,7 +122,7 @@ class Difficulty:
     ctc_irregularity: float = 0.095
     ctc_nc_ratio: float = 0.74
     ctc_chromatin_scale_um: float = 1.25
-    ctc_wbc_like_fraction: float = 0.05
+    ctc_wbc_like_fraction: float = 0.03
     ctc_ck_low_fraction: float = 0.15
     ctc_apoptotic_fraction: float = 0.05
     ctc_small_fraction: float = 0.08
@@ -132,9 +132,9 @@ class Difficulty:
     zero_ctc_patient_fraction: float = 0.25
     prevalence_shape: float = 2.0
     defocus_um: float = 1.0
-    defocus_between_um: float = 0.8
+    defocus_between_um: float = 0.7
     defocus_within_um: float = 0.4
-    blur_um: float = 0.35
+    blur_um: float = 0.25
     bf_counts: float = 21000.0
     illumination_cv: float = 0.15
     illumination_gradient: float = 0.03
@@ -143,8 +143,8 @@ class Difficulty:
     fluorescence_background: float = 300.0
     camera_gain: float = 1.0
     read_noise: float = 8.0
-    debris_rate: float = 0.15
-    neighbour_rate: float = 0.1
+    debris_rate: float = 0.1
+    neighbour_rate: float = 0.07
     offcentre_sd_px: float = 1.5
     offcentre_large_rate: float = 0.05
 
