@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from .bundle import Bundle, BundleMeta, check_compatible, load_bundle, read_meta, save_bundle
+from .fusion import DualBranch, FeatureMLP, FeatureScaler, model_inputs
+from .gbm import TreeEnsemble
 from .registry import SYSTEM_A_BACKBONES, create_model, is_model, list_models, load_weights, register_model
 
 __all__ = [
     "SYSTEM_A_BACKBONES",
     "Bundle",
     "BundleMeta",
+    "DualBranch",
+    "FeatureMLP",
+    "FeatureScaler",
+    "TreeEnsemble",
     "check_compatible",
     "create_model",
     "is_model",
     "list_models",
     "load_bundle",
     "load_weights",
+    "model_inputs",
     "read_meta",
     "register_model",
     "save_bundle",

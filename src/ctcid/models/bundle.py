@@ -47,6 +47,8 @@ class BundleMeta:
     input_size: int
     pixel_size_um: float
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=lambda: ["image"])
+    features: dict[str, Any] = field(default_factory=dict)
     classes: list[str] = field(default_factory=lambda: ["wbc", "ctc"])
     positive_class: str = "ctc"
     threshold: float = 0.5
@@ -76,9 +78,9 @@ def _json_default(obj: Any) -> Any:
 
 @dataclass
 class Bundle:
-    """A loaded bundle: the model (in eval mode, on CPU) and its metadata."""
+    """A loaded bundle: the model (a torch module in eval mode, or a :class:`TreeEnsemble`) and its metadata."""
 
-    model: nn.Module
+    model: Any
     meta: BundleMeta
     path: Path
 
@@ -96,18 +98,23 @@ def _sha256(path: Path) -> str:
 
 
 def save_bundle(
-    out: str | os.PathLike[str], model: nn.Module, meta: BundleMeta, *, overwrite: bool = False
+    out: str | os.PathLike[str], model: nn.Module | Any, meta: BundleMeta, *, overwrite: bool = False
 ) -> Path:
     """Write a bundle folder atomically; fills in ``weights_sha256``, ``model_id``, ``created`` and versions."""
     from safetensors.torch import save_file
 
     from ..io.store import package_versions
+    from .gbm import TreeEnsemble
 
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_dir(out, overwrite) as tmp:
-        save_file(
-            state, str(tmp / WEIGHTS_FILE), metadata={"format": BUNDLE_FORMAT, "architecture": meta.architecture}
-        )
+        info = {"format": BUNDLE_FORMAT, "architecture": meta.architecture}
+        if isinstance(model, TreeEnsemble):
+            from safetensors.numpy import save_file as save_arrays
+
+            save_arrays(model.state_dict(), str(tmp / WEIGHTS_FILE), metadata=info)
+        else:
+            state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata=info)
         meta.weights_sha256 = _sha256(tmp / WEIGHTS_FILE)
         meta.model_id = meta.model_id or f"{meta.architecture}-{meta.weights_sha256[:12]}"
         meta.created = meta.created or datetime.now(UTC).isoformat(timespec="seconds")
@@ -132,8 +139,10 @@ def read_meta(path: str | os.PathLike[str]) -> BundleMeta:
         meta = BundleMeta(**{k: v for k, v in raw.items() if k in known})
     except TypeError as exc:
         raise CtcidError(f"bundle metadata lacks a field ({exc})", meta_file) from None
-    if not meta.channels or set(meta.channels) - set(meta.normalisation):
+    if not meta.channels or ("image" in meta.inputs and set(meta.channels) - set(meta.normalisation)):
         raise CtcidError("bundle metadata: every channel needs a normalisation entry", meta_file)
+    if "features" in meta.inputs and not meta.features.get("names"):
+        raise CtcidError("bundle metadata: a feature model needs its feature names", meta_file)
     return meta
 
 
@@ -153,6 +162,18 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
         raise CtcidError(
             "weights do not match the sha256 recorded in model.json (the file was changed or damaged)", weights
         )
+    if meta.architecture == "features_gbm":
+        from safetensors.numpy import load_file as load_arrays
+
+        from .gbm import TreeEnsemble
+
+        try:
+            trees = TreeEnsemble.from_state_dict(load_arrays(str(weights)))
+        except (SafetensorError, ValueError, OSError) as exc:
+            raise CtcidError(f"tree arrays cannot be read ({exc})", weights) from None
+        if trees.n_features != len(meta.features.get("names", [])):
+            raise CtcidError("tree arrays and model.json disagree on the number of features", weights)
+        return Bundle(trees, meta, path)
     model = create_model(meta.architecture, in_chans=len(meta.channels), **meta.model_kwargs)
     try:
         state = load_file(str(weights))

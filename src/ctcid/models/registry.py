@@ -22,6 +22,8 @@ from ..errors import CtcidError
 __all__ = ["create_model", "is_model", "list_models", "load_weights", "register_model"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+#: Models that are not torch modules: gradient-boosted trees on the feature table (see ``ctcid.models.gbm``).
+TREE_MODELS = ("features_gbm",)
 #: Architectures compared in System A's table.
 SYSTEM_A_BACKBONES = ("resnet34", "resnet50", "efficientnet_b4", "densenet121")
 
@@ -44,14 +46,20 @@ def list_models(pattern: str | None = None) -> list[str]:
 
     import timm
 
-    own = sorted(n for n in _REGISTRY if pattern is None or fnmatch.fnmatch(n, pattern))
+    _register_own()
+    own = sorted(n for n in (*_REGISTRY, *TREE_MODELS) if pattern is None or fnmatch.fnmatch(n, pattern))
     return own + timm.list_models(pattern or "*")
+
+
+def _register_own() -> None:
+    from . import fusion  # noqa: F401  (registers features_mlp and dual_branch)
 
 
 def is_model(name: str) -> bool:
     import timm
 
-    return name in _REGISTRY or timm.is_model(name)
+    _register_own()
+    return name in _REGISTRY or name in TREE_MODELS or timm.is_model(name)
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -100,10 +108,18 @@ def create_model(
     """
     if pretrained and weights is not None:
         raise CtcidError("give either --pretrained or --weights, not both")
+    _register_own()
+    if name in TREE_MODELS:
+        raise CtcidError(
+            f"{name} is a tree model on the feature table, not a network; train it with `ctcid train`"
+        )
     if in_chans < 1 or num_classes < 1:
         raise CtcidError(f"in_chans and num_classes must be >= 1, got {in_chans} and {num_classes}")
     if name in _REGISTRY:
-        model = _REGISTRY[name](in_chans=in_chans, num_classes=num_classes, pretrained=pretrained, **kwargs)
+        try:
+            model = _REGISTRY[name](in_chans=in_chans, num_classes=num_classes, pretrained=pretrained, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise CtcidError(f"bad option for model {name}: {exc}") from None
     else:
         import timm
 

@@ -43,11 +43,15 @@ def infer_logits(
     device: str | torch.device = "auto",
     precision: str = "auto",
     progress: Callable[[int, int], None] | None = None,
+    features: np.ndarray | None = None,
+    call: Callable[[nn.Module, list[torch.Tensor]], torch.Tensor] | None = None,
 ) -> np.ndarray:
     """One logit per cell of ``cells`` (rows of ``ds``), in that order.
 
     Pixels go from the store to the device as uint16 and are windowed, resized and standardised
-    there, exactly as during training.
+    there, exactly as during training. A model that reads hand-crafted features (``model.inputs``)
+    gets the rows of ``features`` (``[len(ds), F]``) too. ``call(model, inputs)`` replaces the forward
+    pass (e.g. to read an embedding ``[B, D]``); the result then has one row per cell.
     """
     import torch.nn.functional as F
 
@@ -58,30 +62,40 @@ def infer_logits(
     src = ds.channel_index(channels)
     samples = np.column_stack([cells, np.tile(np.asarray(src, np.int64), (len(cells), 1))])
     plan = BatchPlan(samples, np.zeros(len(ds), np.int8), batch_size, shuffle=False, balanced=False, seed=0)
-    batches = StoreBatches(ds, plan, src)
+    inputs = tuple(getattr(model, "inputs", ("image",)))
+    if "features" in inputs and features is None:
+        raise ValueError("this model reads features; pass the feature matrix")
+    batches = StoreBatches(ds, plan, src, features=features, images="image" in inputs)
     norm = Normalizer(normalisation, ds.channels).to(dev)
     model = model.to(dev).eval()
     amp = autocast_dtype(dev, precision)
-    out = np.empty(len(cells), np.float32)
+    out: np.ndarray | None = None
     done = 0
     for b in range(len(batches)):
         batch = batches[b]
-        px = batch["pixels"].to(dev, non_blocking=True)
-        s = batch["src"].to(dev)
-        x = norm.window(px, s)
-        if x.shape[-1] != input_size:
-            x = F.interpolate(
-                x,
-                size=(input_size, input_size),
-                mode="bilinear",
-                align_corners=False,
-                antialias=x.shape[-1] > input_size,
-            )
-        x = norm.standardise(x, s)
+        args = []
+        if "image" in inputs:
+            px = batch["pixels"].to(dev, non_blocking=True)
+            s = batch["src"].to(dev)
+            x = norm.window(px, s)
+            if x.shape[-1] != input_size:
+                x = F.interpolate(
+                    x,
+                    size=(input_size, input_size),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=x.shape[-1] > input_size,
+                )
+            args.append(norm.standardise(x, s))
+        if "features" in inputs:
+            args.append(batch["features"].to(dev))
         with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-            logits = model(x).reshape(-1).float()
+            logits = (model(*args).reshape(-1) if call is None else call(model, args)).float()
+        if out is None:
+            out = np.empty((len(cells), *logits.shape[1:]), np.float32)
         out[done : done + len(logits)] = logits.cpu().numpy()
         done += len(logits)
         if progress:
             progress(done, len(cells))
+    assert out is not None
     return out

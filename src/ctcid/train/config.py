@@ -10,11 +10,20 @@ from ..errors import CtcidError
 if TYPE_CHECKING:
     from ..augment import AugmentConfig
 
-__all__ = ["LOSSES", "SAMPLERS", "TrainConfig"]
+__all__ = ["FEATURE_MODELS", "GBM_DEFAULTS", "LOSSES", "SAMPLERS", "TrainConfig"]
 
 LOSSES = ("bce", "weighted_bce", "focal")
 SAMPLERS = ("shuffle", "balanced")
 EXTRA_MODES = ("extra", "substitute")
+#: Models that read the hand-crafted feature table (System B).
+FEATURE_MODELS = ("features_gbm", "features_mlp", "dual_branch")
+GBM_DEFAULTS: dict[str, Any] = {
+    "max_iter": 300,
+    "learning_rate": 0.05,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 10,
+    "l2_regularization": 1.0,
+}
 
 
 @dataclass
@@ -58,6 +67,22 @@ class TrainConfig:
         Passed to the Lightning trainer for multi-GPU / multi-node runs (``strategy="ddp"``).
     workers
         DataLoader worker processes feeding batches from the store (0: in the training process).
+    backbone
+        CNN branch of ``dual_branch`` (any timm backbone).
+    fusion
+        How ``dual_branch`` joins its branches: ``concat`` or ``gated``.
+    pca_components
+        Reduce the standardised feature vector to this many principal components, fitted on the
+        training fold only (0: no reduction). For ``features_mlp`` and ``dual_branch``.
+    feature_hidden
+        Width of the feature MLP.
+    gbm
+        Options of ``features_gbm`` (scikit-learn ``HistGradientBoostingClassifier``): ``max_iter`` (300),
+        ``learning_rate`` (0.05), ``max_leaf_nodes`` (15), ``min_samples_leaf`` (10),
+        ``l2_regularization`` (1.0). The number of trees kept is the one best on the validation patients.
+    segmentation, features
+        Options of the segmentation (:class:`ctcid.segment.SegmentConfig`) and of the feature measures
+        (:class:`ctcid.features.FeatureConfig`) that feature models read; ``{}`` uses the defaults.
     """
 
     model: str = "resnet34"
@@ -91,6 +116,13 @@ class TrainConfig:
     workers: int = 0
     compile: bool = False
     progress: bool = True
+    backbone: str = "resnet18"
+    fusion: str = "concat"
+    pca_components: int = 0
+    feature_hidden: int = 128
+    gbm: dict[str, Any] = field(default_factory=dict)
+    segmentation: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not self.channels:
@@ -126,6 +158,33 @@ class TrainConfig:
         if self.precision not in ("auto", "32", "32-true", "bf16-mixed", "16-mixed"):
             raise CtcidError(f"--precision must be auto, 32, bf16-mixed or 16-mixed, got {self.precision!r}")
         self.augment_config().validate()
+        if self.fusion not in ("concat", "gated"):
+            raise CtcidError(f"--fusion must be concat or gated, got {self.fusion!r}")
+        if self.pca_components < 0 or self.feature_hidden < 1:
+            raise CtcidError("--pca-components must be >= 0 and the feature MLP width >= 1")
+        unknown = set(self.gbm) - set(GBM_DEFAULTS)
+        if unknown:
+            raise CtcidError(
+                f"unknown gbm option(s) {', '.join(sorted(unknown))}; known: {', '.join(GBM_DEFAULTS)}"
+            )
+        self.segment_config().validate()
+        self.feature_config().validate()
+
+    def segment_config(self) -> Any:
+        from ..segment import SegmentConfig
+
+        try:
+            return SegmentConfig(**self.segmentation)
+        except TypeError as exc:
+            raise CtcidError(f"bad segmentation option: {exc}") from None
+
+    def feature_config(self) -> Any:
+        from ..features import FeatureConfig
+
+        try:
+            return FeatureConfig(**self.features)
+        except TypeError as exc:
+            raise CtcidError(f"bad features option: {exc}") from None
 
     def augment_config(self) -> AugmentConfig:
         from ..augment import AugmentConfig

@@ -141,8 +141,17 @@ class StoreBatches(Dataset):
     ``balanced`` the epoch draws cells with replacement so that both classes are equally likely.
     """
 
-    def __init__(self, ds: CellDataset, plan: BatchPlan, channels_needed: list[int]):
+    def __init__(
+        self,
+        ds: CellDataset,
+        plan: BatchPlan,
+        channels_needed: list[int],
+        features: np.ndarray | None = None,
+        images: bool = True,
+    ):
         self.plan = plan
+        self.features = features
+        self.with_images = images
         self.epoch = 0
         self.needed = sorted(set(channels_needed))
         self._remap = np.zeros(max(self.needed) + 1, np.int64)  # dataset channel -> position among needed
@@ -150,7 +159,9 @@ class StoreBatches(Dataset):
         pix = ds.pixels
         cells_used = np.unique(plan.samples[:, 0])
         nbytes = len(cells_used) * len(self.needed) * pix.shape[2] * pix.shape[3] * 2
-        if nbytes <= PRELOAD_BYTES:
+        if not images:
+            self._store, self._lookup = None, None
+        elif nbytes <= PRELOAD_BYTES:
             self._store = np.ascontiguousarray(ds.images(cells_used, [ds.channels[c] for c in self.needed]))
             self._lookup = np.full(len(pix), -1, np.int64)
             self._lookup[cells_used] = np.arange(len(cells_used))
@@ -190,6 +201,15 @@ class StoreBatches(Dataset):
             swap = rng.random(len(rows)) < p.substitute_p
             rows[swap, 1] = rng.choice(np.asarray(p.substitute), size=int(swap.sum()))
         cells, src = rows[:, 0], rows[:, 1:]
+        out = {
+            "src": torch.from_numpy(src.astype(np.int64)),
+            "y": torch.from_numpy(p.labels[cells].astype(np.float32)),
+            "index": torch.from_numpy(cells.astype(np.int64)),
+        }
+        if self.features is not None:
+            out["features"] = torch.from_numpy(np.ascontiguousarray(self.features[cells], dtype=np.float32))
+        if not self.with_images:
+            return out
         local = self._remap[src]
         if self._store is not None:
             block = self._store[self._lookup[cells]]
@@ -198,9 +218,5 @@ class StoreBatches(Dataset):
             block = np.empty((len(cells), len(self.needed), *self._pix.shape[2:]), np.uint16)
             block[order] = self._pix[cells[order]][:, self.needed]
         pixels = block[np.arange(len(cells))[:, None], local]  # [B, C_in, H, W]
-        return {
-            "pixels": torch.from_numpy(np.ascontiguousarray(pixels)),
-            "src": torch.from_numpy(src.astype(np.int64)),
-            "y": torch.from_numpy(p.labels[cells].astype(np.float32)),
-            "index": torch.from_numpy(cells.astype(np.int64)),
-        }
+        out["pixels"] = torch.from_numpy(np.ascontiguousarray(pixels))
+        return out

@@ -30,7 +30,7 @@ from ..errors import CtcidError
 from ..io import CellDataset
 from ..io._atomic import atomic_write_text
 from ..io.store import package_versions
-from .config import TrainConfig
+from .config import FEATURE_MODELS, TrainConfig
 from .data import BatchPlan, Normalizer, StoreBatches, channel_normalisation, training_samples
 
 __all__ = ["FitResult", "fit", "git_revision", "predictions_frame", "write_metrics"]
@@ -153,6 +153,23 @@ def write_metrics(
     return summary
 
 
+def test_cells_of(split: Any, labels: np.ndarray) -> np.ndarray:
+    """The labelled test cells of a split (none for a plain train/validation split)."""
+    test_cells = np.asarray(getattr(split, "test", []), np.int64)
+    return test_cells[labels[test_cells] >= 0] if len(test_cells) else test_cells
+
+
+def feature_meta(cfg: TrainConfig, names: list[str]) -> dict[str, Any]:
+    """What a bundle records of its feature inputs: the columns, and the options that measured them."""
+    if not names:
+        return {}
+    return {
+        "names": list(names),
+        "segmentation": cfg.segment_config().to_dict(),
+        "config": cfg.feature_config().to_dict(),
+    }
+
+
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -231,13 +248,17 @@ def fit(
         plot_training_curves,
         threshold_max_f1,
     )
-    from ..models import BundleMeta, create_model, save_bundle
+    from ..models import BundleMeta, create_model, model_inputs, save_bundle
     from ..predict import infer_logits
     from .callbacks import AtomicLastCheckpoint, BestWeights, History, SamplerEpoch
     from .module import CTCClassifier
 
     say = log or (lambda _m: None)
     cfg.validate()
+    if cfg.model == "features_gbm":
+        from .gbm import fit_gbm
+
+        return fit_gbm(ds, split, cfg, out, resume=resume, overwrite=overwrite, log=say)
     out = Path(out)
     ds.channel_index(cfg.channels + cfg.train_extra_channels)
     sample_ids = ds.table["sample_id"].to_numpy()
@@ -271,7 +292,25 @@ def fit(
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     accelerator, precision = accelerator_for(cfg.device, cfg.precision)
     on_gpu = accelerator == "gpu"
-    model = create_model(cfg.model, in_chans=len(cfg.channels), pretrained=cfg.pretrained, weights=cfg.weights)
+    feats, feat_names, model_kwargs = None, [], {}
+    if cfg.model in FEATURE_MODELS:
+        from .features import feature_inputs
+
+        say("segmentation and hand-crafted features (computed once, cached in the dataset)")
+        feats, feat_names = feature_inputs(ds, cfg)
+        model_kwargs = {
+            "n_features": len(feat_names),
+            "pca_components": cfg.pca_components,
+            "hidden": cfg.feature_hidden,
+        }
+        if cfg.model == "dual_branch":
+            model_kwargs.update(backbone=cfg.backbone, fusion=cfg.fusion)
+    model = create_model(
+        cfg.model, in_chans=len(cfg.channels), pretrained=cfg.pretrained, weights=cfg.weights, **model_kwargs
+    )
+    if feats is not None:
+        model.scaler.fit(feats[train_cells])
+    inputs = model_inputs(model)
     if on_gpu:
         model = model.to(memory_format=torch.channels_last)
     crop = ds.crop_size[0]
@@ -293,7 +332,7 @@ def fit(
         substitute=extra_idx if cfg.extra_mode == "substitute" else None,
         substitute_p=cfg.extra_p,
     )
-    train_ds = StoreBatches(ds, plan, chan_idx + extra_idx)
+    train_ds = StoreBatches(ds, plan, chan_idx + extra_idx, features=feats, images="image" in inputs)
     val_plan = BatchPlan(
         np.column_stack([val_cells, np.tile(chan_idx, (len(val_cells), 1))]),
         labels,
@@ -302,9 +341,9 @@ def fit(
         balanced=False,
         seed=cfg.seed,
     )
-    val_ds = StoreBatches(ds, val_plan, chan_idx)
+    val_ds = StoreBatches(ds, val_plan, chan_idx, features=feats, images="image" in inputs)
     augment_cfg = cfg.augment_config()
-    augment = BatchAugment(augment_cfg, out_size=input_size)
+    augment = BatchAugment(augment_cfg, out_size=input_size) if "image" in inputs else None
     y_train = labels[samples[:, 0]]
     pos_weight = float(np.clip((y_train == 0).sum() / max(1, (y_train == 1).sum()), 1.0, 100.0))
     module = CTCClassifier(
@@ -379,6 +418,7 @@ def fit(
             input_size=input_size,
             device=cfg.device,
             precision=cfg.precision,
+            features=feats,
         )
 
     val_logits = logits_of(val_cells)
@@ -394,6 +434,9 @@ def fit(
         crop_size=list(ds.crop_size),
         input_size=input_size,
         pixel_size_um=ds.pixel_size_um,
+        model_kwargs=model_kwargs,
+        inputs=list(inputs),
+        features=feature_meta(cfg, feat_names),
         threshold=threshold,
         temperature=temperature,
         training={
@@ -411,13 +454,29 @@ def fit(
     )
     save_bundle(out / "model", model, meta, overwrite=True)
     val_frame = predictions_frame(ds, val_cells, val_logits, temperature, threshold, meta.model_id)
+    if feats is not None:
+        from ..explain import explain_feature_model
+
+        say("feature importance and per-cell attributions")
+        explain_feature_model(
+            out,
+            model,
+            feats,
+            feat_names,
+            labels,
+            val_cells,
+            test_cells_of(split, labels),
+            ds,
+            cfg,
+            norm=norm,
+            input_size=input_size,
+        )
     atomic_write_text(out / "val_predictions.csv", val_frame.to_csv(index=False))
     if history.rows:
         plot_training_curves(pd.DataFrame(history.rows), out / "training_curves.png")
 
     test_summary, test_frame = None, None
-    test_cells = np.asarray(getattr(split, "test", []), np.int64)
-    test_cells = test_cells[labels[test_cells] >= 0] if len(test_cells) else test_cells
+    test_cells = test_cells_of(split, labels)
     if len(test_cells):
         test_frame = predictions_frame(
             ds, test_cells, logits_of(test_cells), temperature, threshold, meta.model_id

@@ -63,6 +63,7 @@ class CTCClassifier(pl.LightningModule):
         self.loss_name, self.pos_weight, self.focal_gamma = loss, pos_weight, focal_gamma
         self.seed = seed
         self.channels_last = channels_last
+        self.inputs = tuple(getattr(model, "inputs", ("image",)))
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.val_metrics: dict[str, float] = {}
 
@@ -91,6 +92,15 @@ class CTCClassifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).reshape(-1)
 
+    def logits(self, batch: dict[str, torch.Tensor], *, train: bool, batch_idx: int = 0) -> torch.Tensor:
+        """One logit per cell of the batch, from the inputs the model reads (images, features or both)."""
+        args = []
+        if "image" in self.inputs:
+            args.append(self.prepare(batch, train=train, batch_idx=batch_idx))
+        if "features" in self.inputs:
+            args.append(batch["features"])
+        return self.model(*args).reshape(-1)
+
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         if self.loss_name == "focal":
@@ -102,16 +112,20 @@ class CTCClassifier(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.augment is not None:
             self.augment.train()
-        x = self.prepare(batch, train=True, batch_idx=batch_idx)
-        loss = self._loss(self(x), batch["y"])
+        loss = self._loss(self.logits(batch, train=True, batch_idx=batch_idx), batch["y"])
         self.log(
-            "train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True
+            "train_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch["y"]),
+            sync_dist=True,
         )
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        x = self.prepare(batch, train=False)
-        self._val.append((self(x).float().detach(), batch["y"]))
+        self._val.append((self.logits(batch, train=False).float().detach(), batch["y"]))
 
     def on_validation_epoch_end(self) -> None:
         from sklearn.metrics import average_precision_score
