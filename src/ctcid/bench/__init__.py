@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from .features import bench_features
 from .ingest import bench_ingest, machine_info
 from .train import bench_train
 
-__all__ = ["bench_ingest", "bench_train", "machine_info"]
+__all__ = ["bench_features", "bench_ingest", "bench_train", "machine_info"]

@@ -92,6 +92,15 @@ _OPTIONS: list[tuple[str, Any]] = [
     ("num_nodes", Annotated[int | None, typer.Option(help="Nodes for multi-node runs. [default: 1]")]),
     ("workers", Annotated[int | None, typer.Option(help="Batch loader processes. [default: 0]")]),
     ("progress", Annotated[bool | None, typer.Option("--progress/--no-progress", help="Show progress bars.")]),
+    ("backbone", Annotated[str | None, typer.Option(help="CNN branch of dual_branch. [default: resnet18]")]),
+    ("fusion", Annotated[str | None, typer.Option(help="dual_branch fusion: concat or gated. [default: concat]")]),
+    (
+        "pca_components",
+        Annotated[
+            int | None,
+            typer.Option(help="PCA of the features, fitted on training folds (0: none). [default: 0]"),
+        ],
+    ),
     ("config", Annotated[Path | None, typer.Option(help="YAML file (section train:); flags override it.")]),
 ]
 NAMES = [n for n, _ in _OPTIONS]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -278,25 +278,36 @@ def cv(
 def ablate(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (from `ctcid ingest`).")],
     out: Annotated[Path, typer.Argument(help="Folder for the ablation.")],
-    system: Annotated[str, typer.Option(help="Which system's table: A.")] = "A",
+    system: Annotated[str, typer.Option(help="Which system's table: A or B.")] = "A",
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     train_values: dict | None = None,
 ) -> None:
-    """System A's table: BF only; each augmentation family; all three; all three + DAPI in training."""
+    """System A's table (BF only; each augmentation family; all three; + DAPI in training) or System B's
+    (image CNN, features GBM, features MLP, dual branch with concatenation and with gated fusion)."""
     from ..io import CellDataset
-    from ..train.cv import run_variants, system_a_variants
+    from ..train.cv import run_variants, system_a_variants, system_b_variants
 
-    if system.upper() != "A":
-        raise CtcidError(f"--system must be A, got {system!r}")
-    cfg = build_config(train_values or {})
+    system = system.upper()
+    if system not in ("A", "B"):
+        raise CtcidError(f"--system must be A or B, got {system!r}")
+    values = dict(train_values or {})
     ds = CellDataset.open(dataset)
+    if system == "B" and values.get("channels") is None:
+        values["channels"] = ",".join(ds.channels)
+    cfg = build_config(values)
+    variants = system_a_variants(cfg) if system == "A" else system_b_variants(cfg)
+    title = (
+        "System A ablation (bright field at test time)"
+        if system == "A"
+        else f"System B ablation (channels {', '.join(cfg.channels)})"
+    )
     res = run_variants(
         ds,
-        system_a_variants(cfg),
+        variants,
         out,
         base=cfg,
-        title="System A ablation (bright field at test time)",
+        title=title,
         resume=resume,
         overwrite=overwrite,
         log=_ui.note,
@@ -319,7 +330,7 @@ def evaluate(
 
     from ..io import CellDataset, atomic_dir
     from ..models import check_compatible, load_bundle
-    from ..predict import infer_logits
+    from ..predict import bundle_logits
     from ..train.engine import predictions_frame, write_metrics
 
     bundle = load_bundle(model)
@@ -330,17 +341,7 @@ def evaluate(
         raise CtcidError("the dataset has no labelled cells to evaluate against", dataset)
     m = bundle.meta
     with _ui.progress("predict", len(cells)) as update:
-        logits = infer_logits(
-            bundle.model,
-            ds,
-            cells,
-            channels=m.channels,
-            normalisation=m.normalisation,
-            input_size=m.input_size,
-            batch_size=batch_size,
-            device=device,
-            progress=update,
-        )
+        logits = bundle_logits(bundle, ds, cells, batch_size=batch_size, device=device, progress=update)
     frame = predictions_frame(ds, cells, logits, m.temperature, m.threshold, m.model_id)
     with atomic_dir(out, overwrite) as tmp:
         from ..io import atomic_write_text
@@ -357,6 +358,65 @@ def evaluate(
     _ui.table(pd.DataFrame(rows).round(3), title=f"{m.model_id} on {dataset} (95% CI, patients resampled)")
     _ui.out.print(
         f"count MAE per patient {summary['counts'].get('count_mae', float('nan')):.2f}; results in {out}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------- features
+
+
+def _seg_config(threshold: str, nucleus_channel: str) -> Any:
+    from ..segment import SegmentConfig
+
+    cfg = SegmentConfig(threshold=threshold, nucleus_channel=nucleus_channel)
+    cfg.validate()
+    return cfg
+
+
+@app.command()
+def segment(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (from `ctcid ingest`).")],
+    threshold: Annotated[str, typer.Option(help="otsu or li.")] = "otsu",
+    nucleus_channel: Annotated[str, typer.Option(help="Nuclear stain (else bright field).")] = "DAPI",
+    workers: WorkersOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Segment again even if cached.")] = False,
+) -> None:
+    """Segment each cell and its nucleus; masks go to DATASET/segmentation/ (failures are QC-flagged)."""
+    from ..features import segment_dataset
+    from ..io import CellDataset
+
+    ds = CellDataset.open(dataset)
+    cfg = _seg_config(threshold, nucleus_channel)
+    with _ui.progress("segment", len(ds)) as update:
+        seg = segment_dataset(ds, cfg, workers=workers or 0, overwrite=overwrite, progress=update)
+    counts = seg.header.get("flag_counts", {})
+    flagged = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+    _ui.out.print(f"masks of {len(ds)} cells in {dataset / 'segmentation'}; QC flags: {flagged}")
+
+
+@app.command()
+def features(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (from `ctcid ingest`).")],
+    threshold: Annotated[str, typer.Option(help="Segmentation threshold: otsu or li.")] = "otsu",
+    nucleus_channel: Annotated[str, typer.Option(help="Nuclear stain (else bright field).")] = "DAPI",
+    csv: Annotated[Path | None, typer.Option(help="Also write the table as CSV here.")] = None,
+    workers: WorkersOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Compute again even if cached.")] = False,
+) -> None:
+    """Morphology, texture and fluorescence features per cell, cached in DATASET/features/features.parquet."""
+    from ..features import compute_features
+    from ..io import CellDataset, atomic_write_text
+
+    ds = CellDataset.open(dataset)
+    cfg = _seg_config(threshold, nucleus_channel)
+    with _ui.progress("features", len(ds)) as update:
+        table = compute_features(ds, cfg, workers=workers or 0, overwrite=overwrite, progress=update)
+    if csv:
+        atomic_write_text(csv, table.to_csv(index=False))
+    n_feat = table.shape[1] - 4
+    failed = int(table["seg_flags"].str.contains("seg_no_cell").sum())
+    _ui.out.print(
+        f"{n_feat} features of {len(table)} cells in {dataset / 'features' / 'features.parquet'} "
+        f"(columns and units in catalogue.csv); segmentation failed for {failed} cells"
     )
 
 
@@ -511,6 +571,26 @@ def bench_train_cmd(
         workers=workers,
         compile=compile,
     )
+    _ui.out.print(json.dumps(result, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        _ui.out.print(f"wrote {out}")
+
+
+@bench_app.command("features")
+def bench_features_cmd(
+    cells: Annotated[int, typer.Option(help="Cells in the generated dataset.")] = 2000,
+    size: Annotated[int, typer.Option(help="Crop size in px.")] = 80,
+    workers: WorkersOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+) -> None:
+    """Segmentation and feature cells/s against a per-cell scikit-image loop, in one run."""
+    from ..bench import bench_features
+    from ..io import atomic_write_text
+
+    _ui.note(f"rendering {cells} cells, then timing segmentation, features and the reference loop ...")
+    result = bench_features(cells=cells, size=size, workers=workers or 0)
     _ui.out.print(json.dumps(result, indent=2))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from torch import nn
 from ..io import CellDataset
 from ..train.data import BatchPlan, Normalizer, StoreBatches
 
-__all__ = ["autocast_dtype", "infer_logits", "resolve_device"]
+__all__ = ["autocast_dtype", "bundle_logits", "infer_logits", "resolve_device"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -99,3 +99,58 @@ def infer_logits(
             progress(done, len(cells))
     assert out is not None
     return out
+
+
+def bundle_logits(
+    bundle: object,
+    ds: CellDataset,
+    cells: np.ndarray,
+    *,
+    batch_size: int = 256,
+    device: str = "auto",
+    precision: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Logits of a loaded bundle (:func:`ctcid.models.load_bundle`) for ``cells`` of ``ds``, whatever its kind.
+
+    Feature models get their features from the dataset's cache, measured with the options recorded in the
+    bundle (computed and cached first when missing).
+    """
+    from ..features import FeatureConfig, compute_features
+    from ..models import TreeEnsemble
+    from ..segment import SegmentConfig
+
+    meta = bundle.meta  # type: ignore[attr-defined]
+    model = bundle.model  # type: ignore[attr-defined]
+    features = None
+    if "features" in meta.inputs:
+        from ..errors import CtcidError
+
+        spec = meta.features
+        table = compute_features(ds, SegmentConfig(**spec["segmentation"]), FeatureConfig(**spec["config"]))
+        missing = [n for n in spec["names"] if n not in table.columns]
+        if missing:
+            raise CtcidError(
+                f"the dataset's features lack {', '.join(missing[:3])} that the model reads (other channels?)",
+                ds.path,
+            )
+        features = table[spec["names"]].to_numpy(np.float32)
+    if isinstance(model, TreeEnsemble):
+        cells = np.asarray(cells, np.int64)
+        out = model.decision_function(features[cells]).astype(np.float32)
+        if progress:
+            progress(len(cells), len(cells))
+        return out
+    return infer_logits(
+        model,
+        ds,
+        cells,
+        channels=meta.channels,
+        normalisation=meta.normalisation,
+        input_size=meta.input_size,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        progress=progress,
+        features=features,
+    )

@@ -24,7 +24,14 @@ from ..io._atomic import atomic_write_text
 from .config import TrainConfig
 from .engine import RUN_FILE, fit
 
-__all__ = ["SYSTEM_A_VARIANTS", "CVResult", "run_variants", "system_a_variants"]
+__all__ = [
+    "SYSTEM_A_VARIANTS",
+    "SYSTEM_B_VARIANTS",
+    "CVResult",
+    "run_variants",
+    "system_a_variants",
+    "system_b_variants",
+]
 
 #: Metrics shown in the comparison tables, in order (the rates, not the confusion counts).
 TABLE_METRICS = METRICS[: METRICS.index("pr_auc") + 1]
@@ -49,6 +56,25 @@ def system_a_variants(base: TrainConfig) -> dict[str, TrainConfig]:
         out[name] = replace(
             base, channels=["BF"], augment=aug, train_extra_channels=list(change.get("train_extra_channels", []))
         )
+    return out
+
+
+#: System B's table: the image branch alone, the feature branch alone (trees and MLP), and both fused.
+SYSTEM_B_VARIANTS: dict[str, dict[str, Any]] = {
+    "image_cnn": {},
+    "features_gbm": {"model": "features_gbm"},
+    "features_mlp": {"model": "features_mlp"},
+    "dual_concat": {"model": "dual_branch", "fusion": "concat"},
+    "dual_gated": {"model": "dual_branch", "fusion": "gated"},
+}
+
+
+def system_b_variants(base: TrainConfig) -> dict[str, TrainConfig]:
+    """System B's ablation as configs on the user's channels; the image-only CNN is the dual branch's backbone."""
+    out = {}
+    for name, change in SYSTEM_B_VARIANTS.items():
+        model = change.get("model", base.backbone)
+        out[name] = replace(base, model=model, fusion=change.get("fusion", base.fusion), train_extra_channels=[])
     return out
 
 
