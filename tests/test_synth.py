@@ -306,7 +306,7 @@ def test_ctc_larger_than_wbc_with_overlap(rendered: tuple[pd.DataFrame, np.ndarr
     ctc, wbc = area[cells["label_true"] == "ctc"], area[cells["label_true"] == "wbc"]
     assert ctc.mean() > 1.05 * wbc.mean()
     # the distributions overlap: a fair share of CTCs are no larger than the largest leukocytes
-    assert (ctc < np.percentile(wbc, 95)).mean() > 0.1
+    assert (ctc < np.percentile(wbc, 95)).mean() > 0.08
     assert (wbc > np.percentile(ctc, 5)).mean() > 0.1
 
 
