@@ -361,6 +361,71 @@ def evaluate(
     )
 
 
+# ----------------------------------------------------------------------------------------------- predict
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Model bundle folder (a run's model/).")],
+    input: Annotated[Path, typer.Argument(help="A dataset folder, or a raw export folder to ingest on the fly.")],
+    out: Annotated[Path, typer.Argument(help="Folder for predictions.parquet/.csv, counts.csv, predict.json.")],
+    engine: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; needs `ctcid export`).")] = "torch",
+    batch_size: Annotated[int, typer.Option(help="Cells per inference batch.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (torch engine).")] = "auto",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Apply a bundle to new samples: calibrated p_ctc, calls, uncertainty and CTC counts per sample."""
+    from ..predict import predict as run_predict
+
+    active: list = []
+
+    def progress(label: str, total: int):
+        if total == 0:
+            return None
+        ctx = _ui.progress(label, total)
+        update = ctx.__enter__()
+        active.append(ctx)
+        return update
+
+    try:
+        res = run_predict(
+            model,
+            input,
+            out,
+            engine=engine,
+            batch_size=batch_size,
+            device=device,
+            overwrite=overwrite,
+            log=_ui.note,
+            progress=progress,
+        )
+    finally:
+        for ctx in active:
+            ctx.__exit__(None, None, None)
+    _ui.table(res.counts, title=f"CTCs per sample ({len(res.predictions)} cells, {res.seconds:.1f} s)")
+    _ui.out.print(f"results in {out}")
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="Model bundle folder (a run's model/).")],
+    format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    out: Annotated[Path | None, typer.Option(help="ONNX file (default: model.onnx in the bundle).")] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Also a statically quantised INT8 model.")] = False,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Dataset for the checks and INT8 calibration (default: the training one).")
+    ] = None,
+    calibration_cells: Annotated[int, typer.Option(help="Training cells that calibrate INT8.")] = 256,
+) -> None:
+    """Export a bundle to ONNX (metadata embedded), checked against PyTorch; optionally INT8."""
+    from ..export import export_onnx
+
+    if format != "onnx":
+        raise CtcidError(f"--format must be onnx, got {format!r}")
+    report = export_onnx(model, out, int8=int8, dataset=dataset, calibration_cells=calibration_cells)
+    _ui.out.print(json.dumps(report, indent=2))
+
+
 # ----------------------------------------------------------------------------------------------- features
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from ..io import CellDataset
 from ..train.data import BatchPlan, Normalizer, StoreBatches
 
-__all__ = ["autocast_dtype", "bundle_logits", "infer_logits", "resolve_device"]
+__all__ = ["autocast_dtype", "bundle_features", "bundle_inputs", "bundle_logits", "infer_logits", "resolve_device"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -101,6 +101,54 @@ def infer_logits(
     return out
 
 
+def bundle_features(meta: object, ds: CellDataset) -> np.ndarray | None:
+    """The feature matrix ``[len(ds), F]`` a feature model reads (``None`` for an image-only model).
+
+    Features come from the dataset's cache, measured with the options recorded in the bundle (computed
+    and cached first when missing).
+    """
+    from ..errors import CtcidError
+    from ..features import FeatureConfig, compute_features
+    from ..segment import SegmentConfig
+
+    if "features" not in meta.inputs:  # type: ignore[attr-defined]
+        return None
+    spec = meta.features  # type: ignore[attr-defined]
+    table = compute_features(ds, SegmentConfig(**spec["segmentation"]), FeatureConfig(**spec["config"]))
+    missing = [n for n in spec["names"] if n not in table.columns]
+    if missing:
+        raise CtcidError(
+            f"the dataset's features lack {', '.join(missing[:3])} that the model reads (other channels?)", ds.path
+        )
+    return table[spec["names"]].to_numpy(np.float32)
+
+
+def bundle_inputs(bundle: object, ds: CellDataset, cells: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:
+    """The float32 tensors a bundle's network receives for ``cells``: the prepared image batch and/or features."""
+    meta = bundle.meta  # type: ignore[attr-defined]
+    features = bundle_features(meta, ds)
+    cells = np.asarray(cells, np.int64)
+    out = []
+    if "image" in meta.inputs:
+        out.append(
+            infer_logits(
+                bundle.model,  # type: ignore[attr-defined]
+                ds,
+                cells,
+                channels=meta.channels,
+                normalisation=meta.normalisation,
+                input_size=meta.input_size,
+                batch_size=batch_size,
+                device="cpu",
+                features=features,
+                call=lambda _m, args: args[0],
+            )
+        )
+    if features is not None:
+        out.append(np.ascontiguousarray(features[cells]))
+    return out
+
+
 def bundle_logits(
     bundle: object,
     ds: CellDataset,
@@ -113,28 +161,13 @@ def bundle_logits(
 ) -> np.ndarray:
     """Logits of a loaded bundle (:func:`ctcid.models.load_bundle`) for ``cells`` of ``ds``, whatever its kind.
 
-    Feature models get their features from the dataset's cache, measured with the options recorded in the
-    bundle (computed and cached first when missing).
+    Feature models get their features from the dataset's cache (see :func:`bundle_features`).
     """
-    from ..features import FeatureConfig, compute_features
     from ..models import TreeEnsemble
-    from ..segment import SegmentConfig
 
     meta = bundle.meta  # type: ignore[attr-defined]
     model = bundle.model  # type: ignore[attr-defined]
-    features = None
-    if "features" in meta.inputs:
-        from ..errors import CtcidError
-
-        spec = meta.features
-        table = compute_features(ds, SegmentConfig(**spec["segmentation"]), FeatureConfig(**spec["config"]))
-        missing = [n for n in spec["names"] if n not in table.columns]
-        if missing:
-            raise CtcidError(
-                f"the dataset's features lack {', '.join(missing[:3])} that the model reads (other channels?)",
-                ds.path,
-            )
-        features = table[spec["names"]].to_numpy(np.float32)
+    features = bundle_features(meta, ds)
     if isinstance(model, TreeEnsemble):
         cells = np.asarray(cells, np.int64)
         out = model.decision_function(features[cells]).astype(np.float32)

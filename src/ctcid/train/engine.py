@@ -442,6 +442,7 @@ def fit(
         training={
             "dataset_fingerprint": ds.fingerprint,
             "dataset": str(ds.path),
+            "ingest": ds.header.get("ingest", {}),
             "train_cells": len(train_cells),
             "val_cells": len(val_cells),
             "train_samples": sorted(set(sample_ids[train_cells])),

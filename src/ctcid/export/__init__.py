@@ -1,0 +1,7 @@
+"""Exporting model bundles to other runtimes (ONNX, with an optional INT8 copy)."""
+
+from __future__ import annotations
+
+from .onnx import INT8_F1_TOLERANCE, OnnxModel, export_onnx, load_onnx
+
+__all__ = ["INT8_F1_TOLERANCE", "OnnxModel", "export_onnx", "load_onnx"]

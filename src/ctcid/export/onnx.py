@@ -1,0 +1,259 @@
+"""ONNX export of a model bundle, an optional statically quantised INT8 copy, and onnxruntime inference.
+
+The ONNX graph takes what the network takes: the windowed, resized and standardised image batch
+(``image``, float32 ``[B, C, S, S]``) and, for feature models, the raw feature vector (``features``); the
+scaling in front of it is ctcid's, exactly as for PyTorch, so both engines see the same tensors. The
+bundle's ``model.json`` is embedded in the file's metadata (``ctcid_model_json``).
+
+INT8 uses onnxruntime's static quantisation (QDQ, per-channel int8 weights, uint8 activations) calibrated
+on training cells; the F1 of the CTC class on the validation cells is compared with FP32 at the bundle's
+threshold, recorded in ``export.json``, and the INT8 model is refused when it differs by more than 0.005.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CtcidError
+
+__all__ = ["INT8_F1_TOLERANCE", "OnnxModel", "export_onnx", "load_onnx"]
+
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+#: Largest F1 difference (CTC class, validation cells) allowed between INT8 and FP32.
+INT8_F1_TOLERANCE = 0.005
+
+
+class OnnxModel(nn.Module):
+    """An onnxruntime session behind the interface of the PyTorch models (CPU tensors in, logits out)."""
+
+    def __init__(self, path: str | os.PathLike[str], inputs: tuple[str, ...], threads: int = 0):
+        super().__init__()
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise CtcidError(f"onnxruntime cannot load the model ({str(exc).splitlines()[0]})", path) from None
+        self.inputs = inputs
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        feed = {n: a.detach().cpu().float().numpy() for n, a in zip(self.names, args, strict=True)}
+        return torch.from_numpy(self.session.run(None, feed)[0])
+
+
+class _Bundleish:
+    def __init__(self, model: Any, meta: Any, path: Path):
+        self.model, self.meta, self.path = model, meta, path
+
+
+def load_onnx(model_dir: str | os.PathLike[str], *, int8: bool = False, threads: int = 0) -> Any:
+    """A bundle whose model runs in onnxruntime (``ctcid export`` must have written ``model.onnx``)."""
+    from ..models import read_meta
+
+    model_dir = Path(model_dir)
+    meta = read_meta(model_dir)
+    path = model_dir / (INT8_FILE if int8 else ONNX_FILE)
+    if not path.is_file():
+        raise CtcidError(f"{path.name} is missing; run `ctcid export {model_dir} --format onnx` first", model_dir)
+    return _Bundleish(OnnxModel(path, tuple(meta.inputs), threads), meta, model_dir)
+
+
+def _export(model: nn.Module, example: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    params = list(__import__("inspect").signature(model.forward).parameters)
+    shapes = {p: {0: batch} for p in params[: len(example)]}
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            example,
+            str(path),
+            input_names=names,
+            output_names=["logit"],
+            dynamic_shapes=shapes,
+            dynamo=True,
+        )
+
+
+def _embed_metadata(path: Path, meta_json: str, model_id: str) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in (("ctcid_model_json", meta_json), ("ctcid_model_id", model_id)):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def _inputs_of(bundle: Any, ds: Any, cells: np.ndarray) -> list[np.ndarray]:
+    """The tensors the network receives for ``cells``, as the PyTorch path prepares them."""
+    from ..predict.infer import bundle_inputs
+
+    return bundle_inputs(bundle, ds, cells)
+
+
+def export_onnx(
+    model_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    int8: bool = False,
+    dataset: str | os.PathLike[str] | None = None,
+    calibration_cells: int = 256,
+    overwrite: bool = True,
+) -> dict[str, Any]:
+    """Write ``model.onnx`` (and with ``int8`` ``model.int8.onnx``) for a bundle; return what was checked.
+
+    ``dataset`` (default: the training dataset recorded in the bundle) supplies real cells for the parity
+    check and, for INT8, the calibration (training patients) and validation cells.
+    """
+    import onnxruntime  # noqa: F401  (fail early with a clear error when missing)
+
+    from ..io import CellDataset
+    from ..io._atomic import atomic_write_bytes, atomic_write_text
+    from ..models import TreeEnsemble, load_bundle
+
+    model_dir = Path(model_dir)
+    bundle = load_bundle(model_dir)
+    meta = bundle.meta
+    if isinstance(bundle.model, TreeEnsemble):
+        raise CtcidError(
+            "features_gbm is already stored as portable tree arrays; ONNX export covers the networks", model_dir
+        )
+    target = Path(out) if out else model_dir / ONNX_FILE
+    if target.exists() and not overwrite:
+        raise CtcidError("already exists; pass --overwrite", target)
+    ds_path = Path(dataset) if dataset else Path(meta.training.get("dataset", ""))
+    if not (ds_path / "dataset.json").is_file():
+        raise CtcidError(
+            "the export checks the model on real cells: pass --dataset (the training dataset was not found)",
+            ds_path,
+        )
+    ds = CellDataset.open(ds_path)
+    from ..models import check_compatible
+
+    check_compatible(meta, ds)
+    model = bundle.model.eval()
+    names = [n for n in ("image", "features") if n in meta.inputs]
+    sample_ids = ds.table["sample_id"].to_numpy()
+    labels = ds.labels()
+    rng = np.random.default_rng(0)
+    check_cells = np.sort(rng.choice(len(ds), size=min(len(ds), 128), replace=False))
+    feeds = _inputs_of(bundle, ds, check_cells)
+    example = tuple(torch.from_numpy(a[:2]) for a in feeds)
+    report: dict[str, Any] = {"model_id": meta.model_id, "inputs": names, "onnx": str(target)}
+    with tempfile.TemporaryDirectory(prefix="ctcid-onnx-") as tmpdir:
+        tmp = Path(tmpdir)
+        _export(model, example, names, tmp / "fp32.onnx")
+        _embed_metadata(tmp / "fp32.onnx", meta.to_json(), meta.model_id)
+        ort_model = OnnxModel(tmp / "fp32.onnx", tuple(meta.inputs))
+        with torch.no_grad():
+            ref = model(*[torch.from_numpy(a) for a in feeds]).reshape(-1).numpy()
+        got = ort_model(*[torch.from_numpy(a) for a in feeds]).reshape(-1).numpy()
+        report["parity_max_abs_logit_diff"] = float(np.abs(ref - got).max())
+        report["parity_cells"] = len(check_cells)
+        atomic_write_bytes(target, (tmp / "fp32.onnx").read_bytes())
+        if int8:
+            int8_report = _quantise(tmp, meta, ds, bundle, names, sample_ids, labels, calibration_cells)
+            report.update(int8_report)
+            if not int8_report["int8"]["accepted"]:
+                atomic_write_text(target.with_name("export.json"), json.dumps(report, indent=2) + "\n")
+                r = int8_report["int8"]
+                raise CtcidError(
+                    f"INT8 model changes validation F1 from {r['f1_fp32']:.4f} to {r['f1_int8']:.4f} (more than "
+                    f"{INT8_F1_TOLERANCE}); not written (model.onnx, FP32, was). Calibrate on more cells "
+                    "(--calibration-cells) or use the FP32 model",
+                    target.with_name(INT8_FILE),
+                )
+            atomic_write_bytes(target.with_name(INT8_FILE), (tmp / "int8.onnx").read_bytes())
+    atomic_write_text(target.with_name("export.json"), json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _quantise(
+    tmp: Path,
+    meta: Any,
+    ds: Any,
+    bundle: Any,
+    names: list[str],
+    sample_ids: np.ndarray,
+    labels: np.ndarray,
+    calibration_cells: int,
+) -> dict[str, Any]:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ..evaluate import apply_temperature
+
+    train = np.flatnonzero(np.isin(sample_ids, meta.training.get("train_samples", [])))
+    val = np.flatnonzero(np.isin(sample_ids, meta.training.get("val_samples", [])) & (labels >= 0))
+    if len(train) == 0 or len(val) == 0 or not (labels[val] == 1).any():
+        raise CtcidError(
+            "INT8 calibration needs the training dataset with the bundle's training and validation patients",
+            ds.path,
+        )
+    rng = np.random.default_rng(0)
+    calib = np.sort(rng.choice(train, size=min(len(train), calibration_cells), replace=False))
+    feeds = _inputs_of(bundle, ds, calib)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(
+                [{n: a[i : i + 32] for n, a in zip(names, feeds, strict=True)} for i in range(0, len(calib), 32)]
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quant_pre_process(str(tmp / "fp32.onnx"), str(tmp / "pre.onnx"), skip_symbolic_shape=True)
+        quantize_static(
+            str(tmp / "pre.onnx"),
+            str(tmp / "int8.onnx"),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+        )
+    _embed_metadata(tmp / "int8.onnx", meta.to_json(), meta.model_id)
+    vfeeds = [torch.from_numpy(a) for a in _inputs_of(bundle, ds, val)]
+    y = labels[val].astype(int)
+
+    def f1(model: nn.Module) -> float:
+        logits = model(*vfeeds).reshape(-1).detach().numpy()
+        pred = apply_temperature(logits, meta.temperature) >= meta.threshold
+        tp = float((pred & (y == 1)).sum())
+        return 2 * tp / max(1.0, float(pred.sum() + (y == 1).sum()))
+
+    f1_fp32 = f1(OnnxModel(tmp / "fp32.onnx", tuple(meta.inputs)))
+    f1_int8 = f1(OnnxModel(tmp / "int8.onnx", tuple(meta.inputs)))
+    out = {
+        "int8": {
+            "calibration_cells": len(calib),
+            "validation_cells": len(val),
+            "f1_fp32": f1_fp32,
+            "f1_int8": f1_int8,
+            "f1_difference": abs(f1_int8 - f1_fp32),
+            "tolerance": INT8_F1_TOLERANCE,
+            "accepted": abs(f1_int8 - f1_fp32) <= INT8_F1_TOLERANCE,
+        }
+    }
+    return out
