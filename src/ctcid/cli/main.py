@@ -426,6 +426,107 @@ def export(
     _ui.out.print(json.dumps(report, indent=2))
 
 
+@app.command()
+def explain(
+    model: Annotated[Path, typer.Argument(help="Model bundle folder (a run's model/).")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    out: Annotated[
+        Path, typer.Argument(help="Folder for one PNG per cell (and attributions for feature models).")
+    ],
+    cells: Annotated[str | None, typer.Option(help="Cell ids, comma-separated.")] = None,
+    top: Annotated[int, typer.Option(help="Without --cells: the N most CTC-like cells.")] = 16,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Grad-CAM overlays (image models) and feature attributions (feature models) for chosen cells."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from ..config import parse_list
+    from ..explain import cell_panel_png, gradcam_maps
+    from ..explain.features import _baseline, _functions, feature_attributions
+    from ..io import CellDataset, atomic_dir
+    from ..models import check_compatible, load_bundle
+    from ..predict import bundle_features, bundle_logits
+
+    bundle = load_bundle(model)
+    ds = CellDataset.open(dataset)
+    check_compatible(bundle.meta, ds)
+    if cells:
+        wanted = parse_list(cells, "--cells") or []
+        ids = ds.table["cell_id"].astype(str).to_numpy()
+        missing = [c for c in wanted if c not in set(ids)]
+        if missing:
+            raise CtcidError(f"no cell(s) {', '.join(missing[:5])} in the dataset", dataset)
+        rows = np.array([int(np.flatnonzero(ids == c)[0]) for c in wanted])
+    else:
+        logits = bundle_logits(bundle, ds, np.arange(len(ds)), device="cpu")
+        rows = np.argsort(-logits, kind="stable")[:top]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saliency = gradcam_maps(bundle, ds, rows)
+    pixels = ds.images(rows)
+    logit = bundle_logits(bundle, ds, rows, device="cpu")
+    from ..evaluate import apply_temperature
+
+    p = apply_temperature(logit, bundle.meta.temperature)
+    with atomic_dir(out, overwrite) as tmp:
+        table = ds.table.iloc[rows][["cell_id", "sample_id", "label"]].assign(p_ctc=p).reset_index(drop=True)
+        for i, r in enumerate(rows):
+            png = cell_panel_png(pixels[i], ds.channels, None if saliency is None else saliency[i])
+            sample, cell = str(ds.table["sample_id"].iloc[r]), str(ds.table["cell_id"].iloc[r])
+            (tmp / f"{cell if cell.startswith(sample) else f'{sample}_{cell}'}.png").write_bytes(png)
+        if saliency is not None:
+            np.save(tmp / "saliency.npy", saliency)
+        feats = bundle_features(bundle.meta, ds)
+        if feats is not None:
+            _, fwd_t, diff = _functions(
+                bundle.model, feats, rows, None if saliency is None else _embed(bundle, ds, rows, feats)
+            )
+            attr = feature_attributions(fwd_t, feats[rows], _baseline(bundle.model, feats), differentiable=diff)
+            names = bundle.meta.features["names"]
+            pd.concat([table, pd.DataFrame(attr, columns=names)], axis=1).to_csv(
+                tmp / "feature_attributions.csv", index=False
+            )
+        table.to_csv(tmp / "cells.csv", index=False)
+    _ui.out.print(f"{len(rows)} cells explained in {out}")
+
+
+def _embed(bundle: Any, ds: Any, rows: Any, feats: Any) -> Any:
+    from ..predict import infer_logits
+
+    m = bundle.meta
+    return infer_logits(
+        bundle.model,
+        ds,
+        rows,
+        channels=m.channels,
+        normalisation=m.normalisation,
+        input_size=m.input_size,
+        device="cpu",
+        features=feats,
+        call=lambda mod, args: mod.image_embedding(args[0]),
+    )
+
+
+@app.command()
+def report(
+    source: Annotated[Path, typer.Argument(help="A `ctcid predict` output folder or a training run folder.")],
+    out_html: Annotated[Path, typer.Argument(help="The HTML file to write (self-contained).")],
+    top: Annotated[int, typer.Option(help="Cells in the candidate and error galleries.")] = 48,
+    queue: Annotated[int, typer.Option(help="Cells in the uncertain-first review queue.")] = 24,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """One self-contained HTML report for operator review: counts, galleries, QC, metrics, model card."""
+    from ..report import write_report
+
+    if out_html.exists() and not overwrite:
+        raise CtcidError("already exists; choose another file or pass --overwrite", out_html)
+    write_report(source, out_html, top=top, queue=queue)
+    _ui.out.print(f"report: {out_html}")
+
+
 # ----------------------------------------------------------------------------------------------- features
 
 

@@ -3,5 +3,14 @@
 from __future__ import annotations
 
 from .features import explain_feature_model, feature_attributions, permutation_importance_table, plot_importance
+from .gradcam import cell_panel_png, gradcam_maps, last_conv
 
-__all__ = ["explain_feature_model", "feature_attributions", "permutation_importance_table", "plot_importance"]
+__all__ = [
+    "cell_panel_png",
+    "explain_feature_model",
+    "feature_attributions",
+    "gradcam_maps",
+    "last_conv",
+    "permutation_importance_table",
+    "plot_importance",
+]

@@ -1,0 +1,299 @@
+"""``ctcid report``: one self-contained HTML file an operator reviews before cells are recovered.
+
+Everything is embedded (PNG as data URIs, CSS inline): it opens offline, with no script, font or image
+fetched from anywhere. Sections: per-sample CTC counts; candidates ranked by ``p_ctc`` with every channel
+side by side and the Grad-CAM overlay; an uncertain-first review queue; QC (rejected files, failed
+segmentation, out-of-focus cells, ingest flags); when labels exist, metrics with intervals, PR/ROC,
+confusion and calibration plots, and galleries of false positives and false negatives; the model card.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import CtcidError
+from ..io import CellDataset
+
+__all__ = ["ReportInputs", "focus_scores", "load_inputs", "render_report", "write_report"]
+
+#: A cell whose bright-field sharpness is below this fraction of the dataset's median is out of focus.
+FOCUS_FRACTION = 0.35
+
+
+@dataclass
+class ReportInputs:
+    """What a report is made of: per-cell predictions, the dataset they came from, the model bundle."""
+
+    predictions: pd.DataFrame
+    dataset: CellDataset
+    model_dir: Path | None
+    source: Path
+    kind: str  # "predict" or "run"
+
+
+def _read_predictions(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, keep_default_na=False, na_values={"logit": [""], "p_ctc": [""]})
+
+
+def load_inputs(path: str | os.PathLike[str]) -> ReportInputs:
+    """Resolve a ``ctcid predict`` output folder or a training run folder."""
+    path = Path(path)
+    if (path / "predict.json").is_file():
+        info = json.loads((path / "predict.json").read_text())
+        ds_path = path / "dataset" if (path / "dataset" / "dataset.json").is_file() else Path(info["dataset"])
+        frame = _read_predictions(path / "predictions.parquet")
+        model = Path(info["model"])
+        kind = "predict"
+    elif (path / "run.json").is_file():
+        info = json.loads((path / "run.json").read_text())
+        ds_path = Path(info["dataset"])
+        name = "test_predictions.csv" if (path / "test_predictions.csv").is_file() else "val_predictions.csv"
+        if not (path / name).is_file():
+            raise CtcidError("the run has no predictions yet (is it complete?)", path)
+        frame = _read_predictions(path / name)
+        model = path / "model"
+        kind = "run"
+    else:
+        raise CtcidError("not a `ctcid predict` output nor a training run folder", path)
+    if not (ds_path / "dataset.json").is_file():
+        raise CtcidError("the dataset these predictions come from is missing", ds_path)
+    return ReportInputs(
+        frame, CellDataset.open(ds_path), model if (model / "model.json").is_file() else None, path, kind
+    )
+
+
+def focus_scores(ds: CellDataset, cells: np.ndarray, channel: str = "BF") -> np.ndarray:
+    """Sharpness of each crop: variance of the Laplacian of the bright-field image, relative to its mean."""
+    from scipy import ndimage as ndi
+
+    if channel not in ds.channels:
+        return np.full(len(cells), np.nan)
+    out = np.empty(len(cells))
+    for lo in range(0, len(cells), 1024):
+        block = ds.images(cells[lo : lo + 1024], [channel])[:, 0].astype(np.float32)
+        lap = ndi.convolve(block, np.array([[[0, 1, 0], [1, -4, 1], [0, 1, 0]]], np.float32), mode="nearest")
+        out[lo : lo + 1024] = lap.reshape(len(block), -1).var(axis=1) / np.maximum(
+            block.reshape(len(block), -1).mean(axis=1), 1.0
+        )
+    return out
+
+
+def _uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _table(frame: pd.DataFrame, cls: str = "") -> str:
+    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_esc(_fmt(v))}</td>" for v in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float | np.floating):
+        return "" if np.isnan(v) else f"{v:.3f}"
+    return v
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#222;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+.sub{color:#555;margin-bottom:12px}table{border-collapse:collapse;font-size:13px;margin:6px 0}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}.cell{border:1px solid #ccc;padding:6px;margin:0;background:#fafafa}
+.cell img{display:block;image-rendering:pixelated}.cell figcaption{font-size:12px;margin-top:4px}
+.ctc{color:#b00020;font-weight:600}.wbc{color:#1a5fb4}.plots img{max-width:420px;margin-right:8px}
+.note{font-size:12px;color:#666}
+"""
+
+
+def _gallery(rows: pd.DataFrame, images: dict[int, bytes], title_note: str) -> str:
+    if rows.empty:
+        return f'<p class="note">No cells {title_note}.</p>'
+    items = []
+    for r in rows.itertuples():
+        label = (
+            f" · truth <b>{_esc(r.label)}</b>" if isinstance(r.label, str) and r.label in ("ctc", "wbc") else ""
+        )
+        flags = f"<br><span class='note'>{_esc(r.qc_flags)}</span>" if getattr(r, "qc_flags", "") else ""
+        items.append(
+            f'<figure class="cell" data-cell-id="{_esc(r.cell_id)}"><img alt="cell {_esc(r.cell_id)}" '
+            f'src="{_uri(images[int(r.row)])}"><figcaption>{_esc(r.sample_id)} / {_esc(r.cell_id)} · '
+            f'p<sub>CTC</sub> {r.p_ctc:.3f} · <span class="{_esc(r.call)}">{_esc(r.call)}</span>{label}'
+            f"{flags}</figcaption></figure>"
+        )
+    return '<div class="gallery">' + "".join(items) + "</div>"
+
+
+def render_report(inputs: ReportInputs, *, top: int = 48, queue: int = 24, n_boot: int = 500) -> str:
+    """The report as one HTML string."""
+    from ..evaluate import evaluate_predictions, plot_calibration, plot_confusion, plot_pr_roc
+    from ..explain.gradcam import cell_panel_png, gradcam_maps
+    from ..models import load_bundle, read_meta
+    from ..predict import expected_counts
+
+    ds = inputs.dataset
+    frame = inputs.predictions.copy()
+    key = ds.table.reset_index(drop=True)
+    index = pd.Series(np.arange(len(key)), index=pd.MultiIndex.from_arrays([key["sample_id"], key["cell_id"]]))
+    try:
+        frame["row"] = index.loc[list(zip(frame["sample_id"], frame["cell_id"], strict=True))].to_numpy()
+    except KeyError:
+        raise CtcidError("the predictions name cells that are not in the dataset", inputs.source) from None
+    frame["label"] = frame["label"].fillna("") if "label" in frame else ""
+    frame["qc_flags"] = frame["qc_flags"].fillna("") if "qc_flags" in frame else ""
+    meta = read_meta(inputs.model_dir) if inputs.model_dir else None
+    threshold = meta.threshold if meta else 0.5
+
+    candidates = frame.sort_values("p_ctc", ascending=False).head(top)
+    uncertain = frame.sort_values("uncertainty", ascending=False).head(queue)
+    labelled = frame[frame["label"].isin(["ctc", "wbc"])]
+    fp = labelled[(labelled["call"] == "ctc") & (labelled["label"] == "wbc")].sort_values("p_ctc", ascending=False)
+    fn = labelled[(labelled["call"] == "wbc") & (labelled["label"] == "ctc")].sort_values("p_ctc")
+    shown = pd.concat([candidates, uncertain, fp.head(top), fn.head(top)])["row"].drop_duplicates().to_numpy()
+    saliency = None
+    if meta is not None and len(shown):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            saliency = gradcam_maps(load_bundle(inputs.model_dir), ds, shown)
+    pixels = ds.images(shown) if len(shown) else np.zeros((0, len(ds.channels), *ds.crop_size), np.uint16)
+    images = {
+        int(r): cell_panel_png(pixels[i], ds.channels, None if saliency is None else saliency[i])
+        for i, r in enumerate(shown)
+    }
+
+    counts = expected_counts(frame)
+    parts = [
+        f"<h1>CTC review: {_esc(inputs.source.name)}</h1>",
+        f'<div class="sub">{len(frame)} cells from {frame["sample_id"].nunique()} samples · '
+        f"{int((frame['call'] == 'ctc').sum())} called CTC at p ≥ {threshold:.3f} · dataset "
+        f"<code>{_esc(ds.fingerprint[:23])}…</code> · generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</div>",
+        "<h2>CTC counts per sample</h2>",
+        _table(counts, "counts"),
+        '<p class="note">Expected count: sum of calibrated probabilities, 95% interval from their variance.</p>',
+        f"<h2>Candidates, most CTC-like first (top {len(candidates)})</h2>",
+        f'<p class="note">Channels left to right: {_esc(", ".join(ds.channels))}'
+        + (", then the Grad-CAM saliency over bright field." if saliency is not None else ".")
+        + "</p>",
+        _gallery(candidates, images, "predicted"),
+        f"<h2>Review queue: uncertain first ({len(uncertain)})</h2>",
+        _gallery(uncertain, images, "to review"),
+    ]
+
+    # QC
+    qc_rows = []
+    rejected = ds.rejected()
+    qc_rows.append(("files rejected at ingest", len(rejected)))
+    seg_failed = None
+    if (ds.path / "segmentation" / "segmentation.json").is_file():
+        from ..features import load_segmentation
+
+        flags = load_segmentation(ds).flags
+        seg_failed = int(flags.str.contains("seg_no_cell").sum())
+        qc_rows.append(("segmentation failed (no cell found)", seg_failed))
+        qc_rows.append(("no nucleus found", int(flags.str.contains("seg_no_nucleus").sum())))
+    focus = focus_scores(ds, frame["row"].to_numpy())
+    if np.isfinite(focus).any():
+        out_of_focus = focus < FOCUS_FRACTION * np.nanmedian(focus)
+        qc_rows.append((f"out of focus (sharpness < {FOCUS_FRACTION:g} x median)", int(out_of_focus.sum())))
+    flag_counts = frame["qc_flags"].str.split(";").explode()
+    flag_counts = flag_counts[flag_counts != ""].value_counts()
+    qc_rows += [(f"ingest flag: {k}", int(v)) for k, v in flag_counts.items()]
+    parts += ["<h2>Quality control</h2>", _table(pd.DataFrame(qc_rows, columns=["check", "cells"]), "qc")]
+    if len(rejected):
+        parts.append(_table(rejected.head(50), "rejected"))
+
+    # metrics when labels exist
+    if len(labelled) and labelled["label"].nunique() == 2 and meta is not None:
+        y = (labelled["label"] == "ctc").to_numpy().astype(int)
+        res = evaluate_predictions(
+            y,
+            labelled["logit"].to_numpy(),
+            labelled["sample_id"].to_numpy(),
+            threshold=meta.threshold,
+            temperature=meta.temperature,
+            n_boot=n_boot,
+            seed=0,
+        )
+        m = res["metrics"][["metric", "value", "lo", "hi"]]
+        p = labelled["p_ctc"].to_numpy()
+        plots = []
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name, fn_ in (
+                ("pr_roc", lambda f: plot_pr_roc(y, p, f, threshold=meta.threshold)),
+                ("confusion", lambda f: plot_confusion(y, (p >= meta.threshold).astype(int), f)),
+                ("calibration", lambda f: plot_calibration(y, p, f)),
+            ):
+                f = Path(tmp) / f"{name}.png"
+                fn_(f)
+                plots.append(f'<img alt="{name}" src="{_uri(f.read_bytes())}">')
+        parts += [
+            "<h2>Performance against the labels</h2>",
+            f'<p class="note">{len(labelled)} labelled cells; 95% intervals resample patients.</p>',
+            _table(m, "metrics"),
+            '<div class="plots">' + "".join(plots) + "</div>",
+            f"<h2>False positives ({len(fp)})</h2>",
+            _gallery(fp.head(top), images, "falsely called CTC"),
+            f"<h2>False negatives ({len(fn)})</h2>",
+            _gallery(fn.head(top), images, "missed"),
+        ]
+
+    # model card
+    if meta is not None:
+        card = pd.DataFrame(
+            [
+                ("model id", meta.model_id),
+                ("architecture", meta.architecture),
+                ("inputs", ", ".join(meta.inputs)),
+                ("channels", ", ".join(meta.channels)),
+                ("crop / input size (px)", f"{meta.crop_size[0]} / {meta.input_size}"),
+                ("pixel size (um)", meta.pixel_size_um),
+                ("threshold / temperature", f"{meta.threshold:.4f} / {meta.temperature:.4f}"),
+                ("training data fingerprint", meta.training.get("dataset_fingerprint", "")),
+                ("training patients", len(meta.training.get("train_samples", []))),
+                ("created", meta.created),
+                ("versions", ", ".join(f"{k} {v}" for k, v in meta.versions.items())),
+            ],
+            columns=["field", "value"],
+        )
+        parts += ["<h2>Model card</h2>", _table(card, "card")]
+    body = "\n".join(parts)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>ctcid report: {_esc(inputs.source.name)}</title><style>{CSS}</style></head>"
+        f"<body>\n{body}\n</body></html>\n"
+    )
+
+
+def write_report(path_in: str | os.PathLike[str], out_html: str | os.PathLike[str], **kw: Any) -> Path:
+    """Render the report of a predict output or run folder and write it atomically."""
+    from ..io import atomic_write_text
+
+    out = Path(out_html)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise CtcidError("the report is an HTML file; name it *.html", out)
+    text = render_report(load_inputs(path_in), **kw)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, text)
+    return out
