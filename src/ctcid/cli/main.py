@@ -652,13 +652,13 @@ def demo(
         shutil.rmtree(out)
     out.mkdir(parents=True)
     cfg = SynthConfig(patients=patients, cells_per_patient=cells_per_patient, difficulty=difficulty, seed=seed)
-    _ui.note(f"[1/4] synthetic DEPArray export: {patients} patients x {cells_per_patient} cells ({difficulty})")
+    _ui.note(f"[1/6] synthetic DEPArray export: {patients} patients x {cells_per_patient} cells ({difficulty})")
     _synth(out / "export", cfg, None, False)
-    _ui.note("[2/4] ingest into a cell dataset")
+    _ui.note("[2/6] ingest into a cell dataset")
     _ingest(out / "export", out / "dataset", IngestOptions(), False)
-    _ui.note("[3/4] dataset summary")
+    _ui.note("[3/6] dataset summary")
     _info(out / "dataset", out / "montage.png", out / "summary.csv")
-    _ui.note(f"[4/4] {folds}-fold patient-grouped CV of a ResNet-18 on BF, DAPI, CK and CD45")
+    _ui.note(f"[4/6] {folds}-fold patient-grouped CV of a ResNet-18 on BF, DAPI, CK and CD45")
     train_cfg = TrainConfig(
         model="resnet18",
         channels=["BF", "DAPI", "CK", "CD45"],
@@ -679,10 +679,28 @@ def demo(
         log=_ui.note,
     )
     _print_table(res.table, out / "cv")
+    from ..predict import predict as run_predict
+    from ..report import write_report
+
+    new = SynthConfig(
+        patients=3, cells_per_patient=cells_per_patient, difficulty=difficulty, seed=seed + 1, sample_prefix="N"
+    )
+    _ui.note("[5/6] three new patients (N01-N03): raw export, predicted with the fold-1 model")
+    _synth(out / "new-patients", new, None, False)
+    model = out / "cv" / "resnet18 4 channels" / "fold0" / "model"
+    with _ui.progress("predict", new.patients * new.cells_per_patient) as update:
+        pred = run_predict(
+            model, out / "new-patients", out / "predict", progress=lambda label, n: update if n else None
+        )
+    _ui.table(pred.counts, title="CTCs per new patient")
+    _ui.note("[6/6] the operator report")
+    report = write_report(out / "predict", out / "report.html")
     _ui.out.print(
         f"\nresults in {out}/: export/ (raw images), dataset/ (cell dataset), summary.csv, montage.png, "
-        "cv/ (folds, per-fold runs with model bundles, table.md, plots)"
+        "cv/ (folds, per-fold runs with model bundles, table.md, plots), new-patients/ and predict/ "
+        "(predictions.csv, counts.csv)"
     )
+    _ui.out.print(f"report: {report}")
     _ui.out.print(f"next: System A's bright-field table with `ctcid ablate {out}/dataset {out}/ablate`")
 
 

@@ -78,7 +78,7 @@ def _patient_table(config: SynthConfig, diff: Difficulty) -> pd.DataFrame:
     rng = _rng(config.seed, 0)
     n = config.patients
     width = max(2, len(str(n)))
-    ids = [f"P{i + 1:0{width}d}" for i in range(n)]
+    ids = [f"{config.sample_prefix}{i + 1:0{width}d}" for i in range(n)]
 
     # prevalence: a fixed share of patients without CTCs, a gamma spread over the others, mean = ctc_fraction
     n_zero = min(round(diff.zero_ctc_patient_fraction * n), n - 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import re
 from dataclasses import dataclass
 
 from ..errors import CtcidError
@@ -237,6 +238,8 @@ class SynthConfig:
     ----------
     patients
         Number of patients (samples); sample ids are ``P01``, ``P02``, ... zero-padded to the width needed.
+    sample_prefix
+        Letters before the patient number in sample ids (``P``), e.g. ``N`` for a second, new cohort.
     cells_per_patient
         Number of cells (crops) per patient.
     ctc_fraction
@@ -265,6 +268,7 @@ class SynthConfig:
     pixel_size_um: float = 0.64
     label_noise: float = 0.0
     masks: bool = False
+    sample_prefix: str = "P"
 
     @property
     def preset(self) -> Difficulty:
@@ -296,5 +300,7 @@ class SynthConfig:
             raise CtcidError(f"pixel_size_um must be between 0.05 and 10 um, got {self.pixel_size_um!r}")
         if not _is_real(self.label_noise) or not 0.0 <= self.label_noise <= 1.0:
             raise CtcidError(f"label_noise must be between 0 and 1, got {self.label_noise!r}")
+        if not isinstance(self.sample_prefix, str) or not re.fullmatch(r"[A-Za-z]{1,8}", self.sample_prefix):
+            raise CtcidError(f"sample_prefix must be 1-8 letters, got {self.sample_prefix!r}")
         if not isinstance(self.masks, bool):
             raise CtcidError(f"masks must be true or false, got {self.masks!r}")

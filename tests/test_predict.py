@@ -1,0 +1,207 @@
+"""Prediction on new samples, ONNX export, explanations and the operator report."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctcid.errors import CtcidError
+from ctcid.evaluate import train_val_split
+from ctcid.io import CellDataset
+from ctcid.predict import expected_counts, predict
+from ctcid.train import TrainConfig, fit
+
+FOUR = ["BF", "DAPI", "CK", "CD45"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An easy cohort written as a raw export, its ingested dataset, and a small CNN trained on it."""
+    from ctcid.io import IngestOptions, ingest
+    from ctcid.synth import SynthConfig, generate_cohort
+
+    root = tmp_path_factory.mktemp("pred")
+    cfg = SynthConfig(patients=5, cells_per_patient=36, ctc_fraction=0.3, size=48, seed=3, difficulty="easy")
+    (root / "export").mkdir()
+    generate_cohort(root / "export", cfg, workers=1)
+    ingest(root / "export", root / "ds", IngestOptions(workers=0))
+    ds = CellDataset.open(root / "ds")
+    split = train_val_split(ds.table["sample_id"].to_numpy(), ds.labels(), val_fraction=0.25, seed=0)
+    tcfg = TrainConfig(
+        model="resnet18", channels=FOUR, epochs=4, batch_size=32, input_size=32, n_boot=20, progress=False
+    )
+    fit(ds, split, tcfg, root / "run")
+    return {
+        "root": root,
+        "export": root / "export",
+        "ds": root / "ds",
+        "run": root / "run",
+        "model": root / "run" / "model",
+    }
+
+
+def test_expected_counts_are_the_poisson_binomial_mean_and_interval() -> None:
+    frame = pd.DataFrame(
+        {
+            "sample_id": ["A"] * 4 + ["B"] * 2,
+            "p_ctc": [0.9, 0.1, 0.5, 0.5, 0.0, 1.0],
+            "call": ["ctc", "wbc", "ctc", "wbc", "wbc", "ctc"],
+            "label": ["ctc", "wbc", "ctc", "wbc", "wbc", "ctc"],
+        }
+    )
+    c = expected_counts(frame).set_index("sample_id")
+    assert c.loc["A", "expected_ctc"] == pytest.approx(2.0)
+    sd = np.sqrt(0.09 + 0.09 + 0.25 + 0.25)
+    assert c.loc["A", "expected_ctc_lo"] == pytest.approx(2 - 1.96 * sd, abs=1e-3)
+    assert c.loc["A", "expected_ctc_hi"] == pytest.approx(2 + 1.96 * sd, abs=1e-3)
+    assert c.loc["B", "expected_ctc_lo"] == c.loc["B", "expected_ctc_hi"] == 1.0  # certain cells: no spread
+    assert c.loc["A", "predicted_ctc"] == 2 and c.loc["A", "true_ctc"] == 2
+
+
+def test_predict_from_a_dataset_and_from_a_raw_export_agree(trained: dict[str, Path], tmp_path: Path) -> None:
+    a = predict(trained["model"], trained["ds"], tmp_path / "a")
+    b = predict(trained["model"], trained["export"], tmp_path / "b")
+    assert (tmp_path / "b" / "dataset" / "dataset.json").is_file()
+    np.testing.assert_allclose(a.predictions["logit"], b.predictions["logit"], atol=1e-5)
+    for name in ("predictions.parquet", "predictions.csv", "counts.csv", "predict.json"):
+        assert (tmp_path / "a" / name).is_file()
+    cols = {"cell_id", "sample_id", "p_ctc", "call", "uncertainty", "qc_flags", "model_id"}
+    assert cols <= set(pd.read_parquet(tmp_path / "a" / "predictions.parquet").columns)
+    counts = pd.read_csv(tmp_path / "a" / "counts.csv")
+    assert counts["cells"].sum() == len(a.predictions) == len(CellDataset.open(trained["ds"]))
+    assert (counts["expected_ctc_lo"] <= counts["expected_ctc"]).all()
+    assert (counts["expected_ctc"] <= counts["expected_ctc_hi"]).all()
+    # a few epochs on four patients: counts right for most patients of this easy cohort
+    assert (counts["predicted_ctc"] - counts["true_ctc"]).abs().median() <= 2
+    with pytest.raises(CtcidError, match="already exists"):
+        predict(trained["model"], trained["ds"], tmp_path / "a")
+
+
+def test_predict_refuses_a_dataset_without_the_models_channels(trained: dict[str, Path], tmp_path: Path) -> None:
+    from conftest import make_store
+    from ctcid.io import DatasetWriter
+
+    ds = CellDataset.open(trained["ds"])
+    two = tmp_path / "two"
+    two.mkdir()
+    w = DatasetWriter(two, ["BF", "DAPI"], 48, ds.pixel_size_um)
+    w.append(
+        ds.images(slice(0, 4), ["BF", "DAPI"]), ds.table.iloc[:4].drop(columns=["index"]).reset_index(drop=True)
+    )
+    w.finish({"source": {"root": "x", "layout": "test", "detected": False}, "rejected": 0})
+    with pytest.raises(CtcidError, match="needs channel"):
+        predict(trained["model"], two, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    other = make_store(tmp_path / "other", size=32)
+    with pytest.raises(CtcidError, match="crops"):
+        predict(trained["model"], other, tmp_path / "out")
+
+
+def test_onnx_export_matches_pytorch_and_runs_in_predict(trained: dict[str, Path], tmp_path: Path) -> None:
+    import onnx
+
+    from ctcid.export import export_onnx
+
+    bundle = tmp_path / "model"
+    shutil.copytree(trained["model"], bundle)
+    try:
+        report = export_onnx(bundle, dataset=trained["ds"], int8=True, calibration_cells=128)
+    except CtcidError as exc:
+        assert "INT8 model changes validation F1" in str(exc)
+        report = json.loads((bundle / "export.json").read_text())
+    assert report["parity_max_abs_logit_diff"] <= 1e-4
+    meta = {p.key: p.value for p in onnx.load(str(bundle / "model.onnx")).metadata_props}
+    assert json.loads(meta["ctcid_model_json"])["model_id"] == meta["ctcid_model_id"]
+    r8 = report["int8"]
+    assert r8["accepted"] == (r8["f1_difference"] <= 0.005) == (bundle / "model.int8.onnx").is_file()
+    torch_pred = predict(bundle, trained["ds"], tmp_path / "t")
+    onnx_pred = predict(bundle, trained["ds"], tmp_path / "o", engine="onnx")
+    assert np.abs(torch_pred.predictions["logit"] - onnx_pred.predictions["logit"]).max() <= 1e-4
+    assert json.loads((tmp_path / "o" / "predict.json").read_text())["engine"] == "onnx"
+
+
+def test_onnx_engine_without_export_is_a_clear_error(trained: dict[str, Path], tmp_path: Path) -> None:
+    bundle = tmp_path / "model"
+    shutil.copytree(trained["model"], bundle)
+    for f in bundle.glob("*.onnx"):
+        f.unlink()
+    with pytest.raises(CtcidError, match="ctcid export"):
+        predict(bundle, trained["ds"], tmp_path / "o", engine="onnx")
+
+
+def test_explain_writes_overlays(trained: dict[str, Path], tmp_path: Path) -> None:
+    from ctcid.cli.main import run
+
+    with pytest.raises(SystemExit) as exc:
+        run(["explain", str(trained["model"]), str(trained["ds"]), str(tmp_path / "ex"), "--top", "3"])
+    assert exc.value.code in (0, None)
+    assert len(list((tmp_path / "ex").glob("*.png"))) == 3
+    sal = np.load(tmp_path / "ex" / "saliency.npy")
+    assert sal.shape == (3, 48, 48) and sal.max() == pytest.approx(1.0) and sal.min() >= 0
+
+
+def _check_self_contained(text: str) -> None:
+    assert "<script" not in text.lower()
+    assert not re.search(r'(src|href)="(https?:)?//', text)
+    assert "@import" not in text and "url(" not in text
+    for src in re.findall(r'<img[^>]+src="([^"]+)"', text):
+        assert src.startswith("data:image/png;base64,")
+
+
+def test_report_of_a_prediction_is_self_contained(trained: dict[str, Path], tmp_path: Path) -> None:
+    from ctcid.report import write_report
+
+    predict(trained["model"], trained["ds"], tmp_path / "p")
+    out = write_report(tmp_path / "p", tmp_path / "r.html", top=8, queue=4, n_boot=20)
+    text = out.read_text()
+    _check_self_contained(text)
+    assert text.count('<figure class="cell"') >= 12  # candidates, queue, errors
+    for section in (
+        "CTC counts per sample",
+        "Review queue",
+        "Quality control",
+        "Performance against the labels",
+        "Model card",
+        "False positives",
+        "False negatives",
+    ):
+        assert section in text, section
+    with pytest.raises(CtcidError, match="HTML"):
+        write_report(tmp_path / "p", tmp_path / "r.txt")
+
+
+def test_report_renders_in_headless_chromium(trained: dict[str, Path], tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip(
+            "Debian's chromium is not installed (apt-get install chromium); the HTML checks above still run"
+        )
+    from PIL import Image
+
+    from ctcid.report import write_report
+
+    html = write_report(trained["run"], tmp_path / "run.html", top=6, queue=3, n_boot=20)
+    shot = tmp_path / "shot.png"
+    args = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--window-size=1200,1400",
+    ]
+    subprocess.run([*args, f"--screenshot={shot}", html.as_uri()], check=True, capture_output=True, timeout=120)
+    img = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert img.std() > 20  # not a blank page
+    dom = subprocess.run(
+        [*args, "--dump-dom", html.as_uri()], check=True, capture_output=True, text=True, timeout=120
+    )
+    assert dom.stdout.count('class="cell"') >= 6 and "CTC counts per sample" in dom.stdout
+    assert 'alt="pr_roc"' in dom.stdout and 'alt="calibration"' in dom.stdout
