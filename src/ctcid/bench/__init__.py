@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .features import bench_features
 from .ingest import bench_ingest, machine_info
+from .predict import bench_predict
 from .train import bench_train
 
-__all__ = ["bench_features", "bench_ingest", "bench_train", "machine_info"]
+__all__ = ["bench_features", "bench_ingest", "bench_predict", "bench_train", "machine_info"]

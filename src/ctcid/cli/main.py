@@ -762,6 +762,31 @@ def bench_train_cmd(
         _ui.out.print(f"wrote {out}")
 
 
+@bench_app.command("predict")
+def bench_predict_cmd(
+    model: Annotated[str, typer.Option(help="Backbone.")] = "resnet34",
+    cells: Annotated[int, typer.Option(help="Cells in the generated cohort.")] = 1000,
+    size: Annotated[int, typer.Option(help="Crop and input size in px.")] = 80,
+    batch_size: Annotated[int, typer.Option(help="Cells per batch.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on GPU), 32 or bf16-mixed.")] = "auto",
+    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+) -> None:
+    """Prediction cells/s end to end (store, raw export) against model-only; on CPU also onnxruntime and INT8."""
+    from ..bench import bench_predict
+    from ..io import atomic_write_text
+
+    _ui.note(f"generating {cells} cells, then timing model-only and end-to-end prediction ...")
+    result = bench_predict(
+        model=model, cells=cells, size=size, batch_size=batch_size, device=device, precision=precision
+    )
+    _ui.out.print(json.dumps(result, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        _ui.out.print(f"wrote {out}")
+
+
 @bench_app.command("features")
 def bench_features_cmd(
     cells: Annotated[int, typer.Option(help="Cells in the generated dataset.")] = 2000,

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import CtcidError
 
-__all__ = ["INT8_F1_TOLERANCE", "OnnxModel", "export_onnx", "load_onnx"]
+__all__ = ["INT8_F1_TOLERANCE", "OnnxModel", "export_onnx", "load_onnx", "quantise_onnx"]
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -76,8 +76,14 @@ def load_onnx(model_dir: str | os.PathLike[str], *, int8: bool = False, threads:
 
 
 def _export(model: nn.Module, example: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
+    """torch.export-based ONNX export with a dynamic batch axis, written as one self-contained file."""
+    import inspect
+
+    import onnx
+    from onnx.external_data_helper import convert_model_from_external_data
+
     batch = torch.export.Dim("batch", min=1)
-    params = list(__import__("inspect").signature(model.forward).parameters)
+    params = list(inspect.signature(model.forward).parameters)
     shapes = {p: {0: batch} for p in params[: len(example)]}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -90,6 +96,11 @@ def _export(model: nn.Module, example: tuple[torch.Tensor, ...], names: list[str
             dynamic_shapes=shapes,
             dynamo=True,
         )
+    proto = onnx.load(str(path))  # weights the exporter put beside the graph come back inline
+    convert_model_from_external_data(proto)
+    onnx.save(proto, str(path))
+    for extra in path.parent.glob(path.name + ".data"):
+        extra.unlink()
 
 
 def _embed_metadata(path: Path, meta_json: str, model_id: str) -> None:
@@ -186,6 +197,37 @@ def export_onnx(
     return report
 
 
+def quantise_onnx(fp32: Path, int8: Path, calibration: dict[str, np.ndarray], workdir: Path) -> Path:
+    """Static INT8 quantisation (QDQ, per-channel int8 weights, uint8 activations) with onnxruntime,
+    calibrated on ``calibration`` (input name -> float32 batch of real inputs)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    n = len(next(iter(calibration.values())))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{k: v[i : i + 32] for k, v in calibration.items()} for i in range(0, n, 32)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    pre = workdir / "pre.onnx"
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(int8),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+        )
+    return int8
+
+
 def _quantise(
     tmp: Path,
     meta: Any,
@@ -196,9 +238,6 @@ def _quantise(
     labels: np.ndarray,
     calibration_cells: int,
 ) -> dict[str, Any]:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     from ..evaluate import apply_temperature
 
     train = np.flatnonzero(np.isin(sample_ids, meta.training.get("train_samples", [])))
@@ -212,27 +251,7 @@ def _quantise(
     calib = np.sort(rng.choice(train, size=min(len(train), calibration_cells), replace=False))
     feeds = _inputs_of(bundle, ds, calib)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter(
-                [{n: a[i : i + 32] for n, a in zip(names, feeds, strict=True)} for i in range(0, len(calib), 32)]
-            )
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.batches, None)
-
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quant_pre_process(str(tmp / "fp32.onnx"), str(tmp / "pre.onnx"), skip_symbolic_shape=True)
-        quantize_static(
-            str(tmp / "pre.onnx"),
-            str(tmp / "int8.onnx"),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            activation_type=QuantType.QUInt8,
-        )
+    quantise_onnx(tmp / "fp32.onnx", tmp / "int8.onnx", dict(zip(names, feeds, strict=True)), tmp)
     _embed_metadata(tmp / "int8.onnx", meta.to_json(), meta.model_id)
     vfeeds = [torch.from_numpy(a) for a in _inputs_of(bundle, ds, val)]
     y = labels[val].astype(int)

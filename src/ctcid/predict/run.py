@@ -110,11 +110,13 @@ def predict(
     say = log or (lambda _m: None)
     if engine not in ("torch", "onnx"):
         raise CtcidError(f"--engine must be torch or onnx, got {engine!r}")
-    bundle = load_bundle(model)
     if engine == "onnx":
         from ..export import load_onnx
 
+        load_bundle(model)  # checks the weights' sha256 and the metadata before onnxruntime runs
         bundle = load_onnx(model)
+    else:
+        bundle = load_bundle(model)
     meta = bundle.meta
     src = Path(src)
     t0 = time.perf_counter()

@@ -1,0 +1,168 @@
+"""``ctcid bench predict``: prediction cells/s end to end against model-only inference, in one run.
+
+One generated cohort is both written as a raw export and ingested. A model bundle (untrained weights:
+speed does not depend on them) is then timed
+
+* model only: random tensors already on the device, forward passes in inference mode;
+* end to end from the dataset store: ``ctcid predict`` (store -> batches -> scaling -> model -> tables);
+* end to end from the raw export: ``ctcid predict`` including the on-the-fly ingest;
+* on CPU also: onnxruntime FP32 model only, ``predict --engine onnx`` from the store, and onnxruntime
+  INT8 (statically quantised, calibrated on the cohort) model only.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["bench_predict"]
+
+
+def _rate(n: int, fn: Any, repeats: int = 1) -> float:
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return n * repeats / (time.perf_counter() - t0)
+
+
+def bench_predict(
+    model: str = "resnet34",
+    cells: int = 1000,
+    size: int = 80,
+    batch_size: int = 256,
+    device: str = "auto",
+    precision: str = "auto",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time prediction paths on a generated 4-channel cohort (see the module docstring)."""
+    from ..export.onnx import OnnxModel, _export, quantise_onnx
+    from ..io import CellDataset, IngestOptions, ingest
+    from ..models import BundleMeta, create_model, save_bundle
+    from ..predict import autocast_dtype, bundle_inputs, predict, resolve_device
+    from ..synth import SynthConfig, generate_cohort
+    from ..train.data import channel_normalisation
+    from .ingest import machine_info
+
+    dev = resolve_device(device)
+    amp = autocast_dtype(dev, precision)
+    channels = ["BF", "DAPI", "CK", "CD45"]
+    patients = max(1, cells // 200)
+    cfg = SynthConfig(patients=patients, cells_per_patient=max(1, cells // patients), seed=seed, size=size)
+    result: dict[str, Any] = {
+        "benchmark": "predict",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
+        "model": model,
+        "input_size": size,
+        "batch_size": batch_size,
+        "precision": "bf16" if amp == torch.bfloat16 else ("fp16" if amp == torch.float16 else "fp32"),
+    }
+    with tempfile.TemporaryDirectory(prefix="ctcid-bench-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "export").mkdir()
+        generate_cohort(tmp / "export", cfg)
+        ingest(tmp / "export", tmp / "ds", IngestOptions())
+        ds = CellDataset.open(tmp / "ds")
+        n = len(ds)
+        net = create_model(model, in_chans=len(channels)).eval()
+        norm = channel_normalisation(ds, channels, ["BF"])
+        samples = sorted(set(ds.table["sample_id"]))
+        meta = BundleMeta(
+            architecture=model,
+            channels=channels,
+            normalisation=norm,
+            crop_size=list(ds.crop_size),
+            input_size=size,
+            pixel_size_um=ds.pixel_size_um,
+            training={"ingest": ds.header.get("ingest", {}), "train_samples": samples, "val_samples": samples},
+        )
+        save_bundle(tmp / "model", net, meta)
+        result["cells"] = n
+
+        x = torch.randn(batch_size, len(channels), size, size, device=dev)
+        net = net.to(dev)
+        if dev.type == "cuda":
+            net = net.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def model_only() -> None:
+            with torch.inference_mode(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                for _ in range(max(1, n // batch_size)):
+                    net(x)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+
+        torch_only = _rate(max(1, n // batch_size) * batch_size, model_only)
+        store = _rate(
+            n,
+            lambda: predict(
+                tmp / "model", tmp / "ds", tmp / "p1", batch_size=batch_size, device=str(dev.type), overwrite=True
+            ),
+        )
+        raw = _rate(
+            n,
+            lambda: predict(
+                tmp / "model",
+                tmp / "export",
+                tmp / "p2",
+                batch_size=batch_size,
+                device=str(dev.type),
+                overwrite=True,
+            ),
+        )
+        result.update(
+            {
+                "torch_model_only_cells_per_s": round(torch_only, 1),
+                "end_to_end_from_store_cells_per_s": round(store, 1),
+                "end_to_end_from_raw_export_cells_per_s": round(raw, 1),
+                "ratio_store_vs_model_only": round(store / torch_only, 3),
+            }
+        )
+        if dev.type == "cpu":
+            from ..models import load_bundle
+
+            bundle = load_bundle(tmp / "model")
+            feeds = bundle_inputs(bundle, ds, np.arange(min(n, 256)))
+            _export(bundle.model, (torch.from_numpy(feeds[0][:2]),), ["image"], tmp / "model" / "model.onnx")
+            quantise_onnx(tmp / "model" / "model.onnx", tmp / "int8.onnx", {"image": feeds[0]}, tmp)
+            xs = x.cpu().numpy()
+            fp32 = OnnxModel(tmp / "model" / "model.onnx", ("image",))
+            int8 = OnnxModel(tmp / "int8.onnx", ("image",))
+            reps = max(1, n // batch_size)
+            ort_fp32 = _rate(
+                reps * batch_size, lambda: [fp32.session.run(None, {"image": xs}) for _ in range(reps)]
+            )
+            ort_int8 = _rate(
+                reps * batch_size, lambda: [int8.session.run(None, {"image": xs}) for _ in range(reps)]
+            )
+            onnx_store = _rate(
+                n,
+                lambda: predict(
+                    tmp / "model", tmp / "ds", tmp / "p3", engine="onnx", batch_size=batch_size, overwrite=True
+                ),
+            )
+            result.update(
+                {
+                    "onnxruntime_fp32_model_only_cells_per_s": round(ort_fp32, 1),
+                    "onnxruntime_int8_model_only_cells_per_s": round(ort_int8, 1),
+                    "onnx_end_to_end_from_store_cells_per_s": round(onnx_store, 1),
+                    "ratio_onnxruntime_vs_torch_eager": round(ort_fp32 / torch_only, 3),
+                    "ratio_onnx_store_vs_onnxruntime_model_only": round(onnx_store / ort_fp32, 3),
+                    "ratio_int8_vs_fp32": round(ort_int8 / ort_fp32, 3),
+                    "targets": {
+                        "onnx_store_vs_onnxruntime_model_only": 0.90,
+                        "int8_vs_fp32": 1.8,
+                    },
+                }
+            )
+        else:
+            result["targets"] = {"store_vs_model_only": 0.85}
+    return result
