@@ -181,6 +181,8 @@ def test_ablate_system_b_writes_one_table(synth_store: Path, tmp_path: Path) -> 
                 "--n-boot",
                 "20",
                 "--no-progress",
+                "--input-size",
+                "32",
                 "--backbone",
                 "resnet18",
             ]
