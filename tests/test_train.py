@@ -196,3 +196,47 @@ def test_flatfield_and_window_normalisation(small_store: Path):
     torch.testing.assert_close(x[0, 0], x[1, 0])
     lo, hi = norm["CK"]["lo"], norm["CK"]["hi"]
     assert x[0, 1, 0, 0] == pytest.approx((1000 - lo) / (hi - lo))
+
+
+_DDP_SCRIPT = """
+import json, sys
+from ctcid.evaluate import train_val_split
+from ctcid.io import CellDataset
+from ctcid.train import TrainConfig, fit
+ds = CellDataset.open(sys.argv[1])
+split = train_val_split(ds.table["sample_id"].to_numpy(), ds.labels(), val_fraction=0.25, seed=0)
+devices = int(sys.argv[3])
+cfg = TrainConfig(model="resnet10t", epochs=3, batch_size=16, n_boot=20, progress=False, patience=5, lr=3e-3,
+                  device="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto")
+res = fit(ds, split, cfg, sys.argv[2])
+"""
+
+
+def test_two_process_ddp_on_cpu_matches_one_process(small_store: Path, tmp_path: Path):
+    import os
+
+    script = tmp_path / "ddp.py"
+    script.write_text(_DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name, devices in (("one", "1"), ("two", "2")):
+        subprocess.run(
+            [sys.executable, str(script), str(small_store), str(tmp_path / name), devices],
+            check=True,
+            timeout=600,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+        )
+    one = json.loads((tmp_path / "one" / "run.json").read_text())
+    two = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert two["status"] == "complete" and two["epochs_run"] == 3
+    # two processes see half the batches each per epoch: the same cells overall, not the same steps
+    history = pd.read_csv(tmp_path / "two" / "history.csv")
+    assert len(history) == 3
+    for key in ("pr_auc", "f1"):
+        assert abs(one["validation"][key] - two["validation"][key]) <= 0.1, key
+    preds = pd.read_csv(tmp_path / "two" / "val_predictions.csv")
+    assert preds["cell_id"].is_unique  # every validation cell predicted exactly once
+    ds = CellDataset.open(small_store)
+    split = train_val_split(ds.table["sample_id"].to_numpy(), ds.labels(), val_fraction=0.25, seed=0)
+    assert set(preds["cell_id"]) == set(ds.table["cell_id"].iloc[split.val])

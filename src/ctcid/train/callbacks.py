@@ -18,10 +18,14 @@ __all__ = ["AtomicLastCheckpoint", "BestWeights", "History", "SamplerEpoch"]
 
 
 class SamplerEpoch(pl.Callback):
-    """Tell the batch sampler which epoch starts (the batch order depends only on seed and epoch)."""
+    """Tell the batch sampler which epoch starts (the batch order depends only on seed and epoch), and, once
+    the processes of a data-parallel run exist, which share of the batches this process takes."""
 
     def __init__(self, sampler: Any):
         self.sampler = sampler
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.sampler.rank, self.sampler.world = trainer.global_rank, trainer.world_size
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.sampler.set_epoch(trainer.current_epoch)

@@ -153,6 +153,14 @@ def write_metrics(
     return summary
 
 
+def _launched_worker() -> bool:
+    """True in a data-parallel process other than the first (its rank is set by the launcher or torchrun)."""
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+        if int(os.environ.get(key, "0") or 0) > 0:
+            return True
+    return False
+
+
 def test_cells_of(split: Any, labels: np.ndarray) -> np.ndarray:
     """The labelled test cells of a split (none for a plain train/validation split)."""
     test_cells = np.asarray(getattr(split, "test", []), np.int64)
@@ -179,6 +187,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
     warnings.filterwarnings("ignore", message=".*`isinstance.*LeafSpec.*")
+    # every process validates on all validation cells, so epoch-level validation metrics need no syncing
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
 
 
 def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
@@ -269,15 +279,19 @@ def fit(
     for name, cells in (("training", train_cells), ("validation", val_cells)):
         if len(cells) == 0 or not (labels[cells] == 1).any() or not (labels[cells] == 0).any():
             raise CtcidError(f"the {name} set needs labelled cells of both classes (ctc and wbc)", ds.path)
-    resuming = _prepare_run_dir(out, resume, overwrite)
-    if resuming:
+    child = _launched_worker()
+    if child:  # a data-parallel worker started by the launcher: the first process owns the run folder
+        resuming = resume and (out / "checkpoints" / "last.ckpt").is_file()
+    else:
+        resuming = _prepare_run_dir(out, resume, overwrite)
+    if resuming and not child:
         _check_same_config(out / "config.yaml", cfg)
     _quiet_lightning()
     t_start = time.perf_counter()
 
-    atomic_write_text(out / "config.yaml", to_yaml(cfg, "train"))
-    folds = fold_table(sample_ids, [split], labels=labels)
-    atomic_write_text(out / "folds.csv", folds.to_csv(index=False))
+    if not child:
+        atomic_write_text(out / "config.yaml", to_yaml(cfg, "train"))
+        atomic_write_text(out / "folds.csv", fold_table(sample_ids, [split], labels=labels).to_csv(index=False))
     run_info = {
         "status": "running",
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -287,7 +301,8 @@ def fit(
         "versions": package_versions(),
         "git_revision": git_revision(),
     }
-    atomic_write_text(out / RUN_FILE, json.dumps(run_info, indent=2) + "\n")
+    if not child:
+        atomic_write_text(out / RUN_FILE, json.dumps(run_info, indent=2) + "\n")
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     accelerator, precision = accelerator_for(cfg.device, cfg.precision)
@@ -360,12 +375,10 @@ def fit(
         channels_last=on_gpu,
     )
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    train_sampler = EpochBatches(train_ds, rank, world)
+    train_sampler = EpochBatches(train_ds)  # sharded over data-parallel processes once they exist (SamplerEpoch)
     loader_kw = {"batch_size": None, "num_workers": cfg.workers, "pin_memory": on_gpu, "persistent_workers": False}
     train_dl = DataLoader(train_ds, sampler=train_sampler, **loader_kw)
-    val_dl = DataLoader(val_ds, sampler=EpochBatches(val_ds, rank, world), **loader_kw)
+    val_dl = DataLoader(val_ds, sampler=EpochBatches(val_ds), **loader_kw)  # every process validates on all
     mode = "max" if cfg.monitor == "val_pr_auc" else "min"
     best = BestWeights(out / "checkpoints" / "best.safetensors", cfg.monitor, mode)
     history = History(out / "history.csv")

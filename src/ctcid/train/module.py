@@ -137,8 +137,6 @@ class CTCClassifier(pl.LightningModule):
         logits = torch.cat([v[0] for v in self._val])
         y = torch.cat([v[1] for v in self._val])
         self._val.clear()
-        if self.trainer.world_size > 1:
-            logits, y = self.all_gather(logits).reshape(-1), self.all_gather(y).reshape(-1)
         loss = F.binary_cross_entropy_with_logits(logits, y).item()
         yy, pp = y.cpu().numpy(), torch.sigmoid(logits).cpu().numpy()
         pr_auc = float(average_precision_score(yy, pp)) if 0 < yy.sum() < len(yy) else float("nan")
