@@ -46,6 +46,8 @@ class OnnxModel(nn.Module):
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
+        # ctcid prepares the next batch between runs: idle threads should sleep, not spin against it
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types

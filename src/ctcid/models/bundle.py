@@ -26,7 +26,15 @@ from ..errors import CtcidError
 from ..io._atomic import atomic_dir
 from ..io._json import read_versioned_json
 
-__all__ = ["BUNDLE_FORMAT", "Bundle", "BundleMeta", "check_compatible", "load_bundle", "save_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "Bundle",
+    "BundleMeta",
+    "check_compatible",
+    "load_bundle",
+    "save_bundle",
+    "verify_bundle",
+]
 
 BUNDLE_FORMAT = "ctcid-model"
 BUNDLE_VERSION = 1
@@ -146,13 +154,8 @@ def read_meta(path: str | os.PathLike[str]) -> BundleMeta:
     return meta
 
 
-def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Bundle:
-    """Load a bundle: check its metadata and the weights' sha256, build the model, load the weights."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .registry import create_model
-
+def verify_bundle(path: str | os.PathLike[str]) -> BundleMeta:
+    """Check a bundle's metadata and that its weights match the recorded sha256; returns the metadata."""
     path = Path(path)
     meta = read_meta(path)
     weights = path / WEIGHTS_FILE
@@ -162,6 +165,19 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
         raise CtcidError(
             "weights do not match the sha256 recorded in model.json (the file was changed or damaged)", weights
         )
+    return meta
+
+
+def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Bundle:
+    """Load a bundle: check its metadata and the weights' sha256, build the model, load the weights."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .registry import create_model
+
+    path = Path(path)
+    meta = verify_bundle(path)
+    weights = path / WEIGHTS_FILE
     if meta.architecture == "features_gbm":
         from safetensors.numpy import load_file as load_arrays
 

@@ -112,8 +112,9 @@ def predict(
         raise CtcidError(f"--engine must be torch or onnx, got {engine!r}")
     if engine == "onnx":
         from ..export import load_onnx
+        from ..models.bundle import verify_bundle
 
-        load_bundle(model)  # checks the weights' sha256 and the metadata before onnxruntime runs
+        verify_bundle(model)  # the weights' sha256 and the metadata, before onnxruntime runs
         bundle = load_onnx(model)
     else:
         bundle = load_bundle(model)
