@@ -205,3 +205,26 @@ def test_report_renders_in_headless_chromium(trained: dict[str, Path], tmp_path:
     )
     assert dom.stdout.count('class="cell"') >= 6 and "CTC counts per sample" in dom.stdout
     assert 'alt="pr_roc"' in dom.stdout and 'alt="calibration"' in dom.stdout
+
+
+def test_two_process_prediction_predicts_every_cell_once(trained: dict[str, Path], tmp_path: Path) -> None:
+    import os
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "ctcid", "predict", str(trained["model"]), str(trained["ds"])]
+    subprocess.run([*base, str(tmp_path / "one"), "--device", "cpu"], check=True, capture_output=True, env=env)
+    proc = subprocess.run(
+        [*base, str(tmp_path / "two"), "--device", "cpu", "--devices", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one = pd.read_parquet(tmp_path / "one" / "predictions.parquet")
+    two = pd.read_parquet(tmp_path / "two" / "predictions.parquet")
+    assert two["cell_id"].is_unique and len(two) == len(CellDataset.open(trained["ds"]))
+    np.testing.assert_allclose(two["logit"], one["logit"], atol=1e-5)
+    assert json.loads((tmp_path / "two" / "predict.json").read_text())["devices"] == 2
+    with pytest.raises(CtcidError, match="ingested dataset"):
+        predict(trained["model"], trained["export"], tmp_path / "x", devices=2)

@@ -372,6 +372,9 @@ def predict(
     engine: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; needs `ctcid export`).")] = "torch",
     batch_size: Annotated[int, typer.Option(help="Cells per inference batch.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (torch engine).")] = "auto",
+    devices: Annotated[str, typer.Option(help="Data-parallel processes (GPUs) per node, e.g. 4.")] = "1",
+    strategy: Annotated[str, typer.Option(help="Lightning strategy for several devices (ddp).")] = "auto",
+    num_nodes: Annotated[int, typer.Option(help="Nodes for multi-node prediction.")] = 1,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Apply a bundle to new samples: calibrated p_ctc, calls, uncertainty and CTC counts per sample."""
@@ -395,6 +398,9 @@ def predict(
             engine=engine,
             batch_size=batch_size,
             device=device,
+            devices=int(devices) if devices.isdigit() else devices,
+            strategy=strategy,
+            num_nodes=num_nodes,
             overwrite=overwrite,
             log=_ui.note,
             progress=progress,
@@ -402,6 +408,8 @@ def predict(
     finally:
         for ctx in active:
             ctx.__exit__(None, None, None)
+    if res is None:  # a data-parallel worker: the first process reports
+        return
     _ui.table(res.counts, title=f"CTCs per sample ({len(res.predictions)} cells, {res.seconds:.1f} s)")
     _ui.out.print(f"results in {out}")
 

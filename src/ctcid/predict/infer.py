@@ -11,7 +11,15 @@ from torch import nn
 from ..io import CellDataset
 from ..train.data import BatchPlan, Normalizer, StoreBatches
 
-__all__ = ["autocast_dtype", "bundle_features", "bundle_inputs", "bundle_logits", "infer_logits", "resolve_device"]
+__all__ = [
+    "autocast_dtype",
+    "bundle_features",
+    "bundle_inputs",
+    "bundle_logits",
+    "infer_logits",
+    "model_inputs",
+    "resolve_device",
+]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -28,6 +36,35 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     if device.type != "cuda" or precision in ("32", "32-true"):
         return None
     return torch.float16 if precision == "16-mixed" else torch.bfloat16
+
+
+def model_inputs(
+    batch: dict[str, torch.Tensor],
+    norm: Normalizer,
+    input_size: int,
+    inputs: tuple[str, ...],
+    device: torch.device,
+) -> list[torch.Tensor]:
+    """What the network receives for a batch from the store: the windowed, resized and standardised image
+    batch (as in training, without augmentation) and/or the feature rows."""
+    import torch.nn.functional as F
+
+    args = []
+    if "image" in inputs:
+        s = batch["src"].to(device)
+        x = norm.window(batch["pixels"].to(device, non_blocking=True), s)
+        if x.shape[-1] != input_size:
+            x = F.interpolate(
+                x,
+                size=(input_size, input_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=x.shape[-1] > input_size,
+            )
+        args.append(norm.standardise(x, s))
+    if "features" in inputs:
+        args.append(batch["features"].to(device))
+    return args
 
 
 @torch.inference_mode()
@@ -53,8 +90,6 @@ def infer_logits(
     gets the rows of ``features`` (``[len(ds), F]``) too. ``call(model, inputs)`` replaces the forward
     pass (e.g. to read an embedding ``[B, D]``); the result then has one row per cell.
     """
-    import torch.nn.functional as F
-
     dev = resolve_device(device) if isinstance(device, str) else device
     cells = np.asarray(cells, dtype=np.int64)
     if len(cells) == 0:
@@ -72,23 +107,7 @@ def infer_logits(
     out: np.ndarray | None = None
     done = 0
     for b in range(len(batches)):
-        batch = batches[b]
-        args = []
-        if "image" in inputs:
-            px = batch["pixels"].to(dev, non_blocking=True)
-            s = batch["src"].to(dev)
-            x = norm.window(px, s)
-            if x.shape[-1] != input_size:
-                x = F.interpolate(
-                    x,
-                    size=(input_size, input_size),
-                    mode="bilinear",
-                    align_corners=False,
-                    antialias=x.shape[-1] > input_size,
-                )
-            args.append(norm.standardise(x, s))
-        if "features" in inputs:
-            args.append(batch["features"].to(dev))
+        args = model_inputs(batches[b], norm, input_size, inputs, dev)
         with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
             logits = (model(*args).reshape(-1) if call is None else call(model, args)).float()
         if out is None:

@@ -88,6 +88,10 @@ def _open_or_ingest(
     return CellDataset.open(tmp / "dataset")
 
 
+def _ddp(strategy: str) -> str:
+    return strategy if strategy.startswith("ddp") else "ddp"
+
+
 def predict(
     model: str | os.PathLike[str],
     src: str | os.PathLike[str],
@@ -96,11 +100,19 @@ def predict(
     engine: str = "torch",
     batch_size: int = 256,
     device: str = "auto",
+    devices: int | str = 1,
+    strategy: str = "auto",
+    num_nodes: int = 1,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
     progress: Callable[[str, int], Callable[[int, int], None]] | None = None,
-) -> PredictResult:
-    """Apply the bundle ``model`` to ``src`` (dataset or raw export) and write ``out`` (see the module doc)."""
+) -> PredictResult | None:
+    """Apply the bundle ``model`` to ``src`` (dataset or raw export) and write ``out`` (see the module doc).
+
+    With ``devices`` > 1 (or ``strategy="ddp"``, or several nodes) the cells are shared among data-parallel
+    processes (see :mod:`ctcid.predict.distributed`); the first process writes ``out``, the others return
+    ``None``.
+    """
     from ..io import atomic_dir, atomic_write_text
     from ..io.store import package_versions
     from ..models import check_compatible, load_bundle
@@ -120,13 +132,51 @@ def predict(
         bundle = load_bundle(model)
     meta = bundle.meta
     src = Path(src)
+    parallel = str(devices) not in ("1", "auto") or num_nodes > 1 or strategy.startswith("ddp")
+    if parallel and engine != "torch":
+        raise CtcidError("data-parallel prediction runs the PyTorch engine; drop --engine onnx or --devices")
+    if parallel and not (src / DATASET_HEADER).is_file():
+        raise CtcidError("data-parallel prediction reads an ingested dataset; run `ctcid ingest` first", src)
+    from ..train.engine import _launched_worker
+
+    if parallel and _launched_worker():  # a worker process: compute its share, write nothing
+        from .distributed import distributed_logits
+
+        ds = CellDataset.open(src)
+        check_compatible(meta, ds)
+        distributed_logits(
+            bundle,
+            ds,
+            np.arange(len(ds)),
+            devices=devices,
+            strategy=_ddp(strategy),
+            num_nodes=num_nodes,
+            device=device,
+            batch_size=batch_size,
+        )
+        return None
     t0 = time.perf_counter()
     with atomic_dir(out, overwrite) as tmp:
         ds = _open_or_ingest(src, tmp, meta, say, progress("ingest", 0) if progress else None)
         check_compatible(meta, ds)
         cells = np.arange(len(ds))
         update = progress("predict", len(cells)) if progress else None
-        logits = bundle_logits(bundle, ds, cells, batch_size=batch_size, device=device, progress=update)
+        if parallel:
+            from .distributed import distributed_logits
+
+            say(f"data-parallel prediction over {devices} device(s) x {num_nodes} node(s)")
+            logits = distributed_logits(
+                bundle,
+                ds,
+                cells,
+                devices=devices,
+                strategy=_ddp(strategy),
+                num_nodes=num_nodes,
+                device=device,
+                batch_size=batch_size,
+            )
+        else:
+            logits = bundle_logits(bundle, ds, cells, batch_size=batch_size, device=device, progress=update)
         frame = predictions_frame(ds, cells, logits, meta.temperature, meta.threshold, meta.model_id)
         if "features" in meta.inputs:
             from ..features import load_segmentation
@@ -144,6 +194,8 @@ def predict(
             "model_id": meta.model_id,
             "model": str(Path(model).resolve()),
             "engine": engine,
+            "devices": devices,
+            "num_nodes": num_nodes,
             "input": str(src.resolve()),
             "dataset": str(ds.path) if ds.path.parent != tmp else "dataset",
             "dataset_fingerprint": ds.fingerprint,
