@@ -285,3 +285,25 @@ def test_missing_features_is_a_clear_error(small_store: Path) -> None:
         pytest.skip("another test computed features for this store")
     with pytest.raises(CtcidError, match="ctcid features"):
         load_features(ds)
+
+
+def test_segment_and_features_commands(tmp_path: Path) -> None:
+    from conftest import make_synth_store
+    from ctcid.cli.main import run
+
+    path = make_synth_store(tmp_path / "ds", patients=2, cells=10, size=48)
+    for args in (
+        ["segment", str(path), "--workers", "1"],
+        ["features", str(path), "--csv", str(tmp_path / "f.csv")],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            run(args)
+        assert exc.value.code in (0, None)
+    table = pd.read_csv(tmp_path / "f.csv")
+    assert len(table) == 20 and "cell_area_um2" in table.columns
+    assert (path / "segmentation" / "masks.npy").is_file()
+    cat = pd.read_csv(path / "features" / "catalogue.csv")
+    assert cat["name"].tolist() == list(table.columns[4:])
+    with pytest.raises(SystemExit) as exc:
+        run(["segment", str(path), "--threshold", "mean"])
+    assert exc.value.code == 2

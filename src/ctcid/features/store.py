@@ -60,19 +60,28 @@ def _usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_OPEN: dict[str, CellDataset] = {}
+_OPEN: dict[tuple[str, str], CellDataset] = {}
 
 
-def _dataset(path: str) -> CellDataset:
-    if path not in _OPEN:
-        _OPEN[path] = CellDataset.open(path)
-    return _OPEN[path]
+def _dataset(path: str, fingerprint: str) -> CellDataset:
+    """The dataset at ``path``, opened once per process (and again if it was replaced since)."""
+    key = (path, fingerprint)
+    if key not in _OPEN:
+        _OPEN.clear()
+        _OPEN[key] = CellDataset.open(path)
+    return _OPEN[key]
 
 
 def _block(
-    path: str, lo: int, hi: int, seg: dict[str, Any], feat: dict[str, Any] | None, cached_masks: bool
+    path: str,
+    fingerprint: str,
+    lo: int,
+    hi: int,
+    seg: dict[str, Any],
+    feat: dict[str, Any] | None,
+    cached_masks: bool,
 ) -> tuple[int, np.ndarray, list[str], pd.DataFrame | None]:
-    ds = _dataset(path)
+    ds = _dataset(path, fingerprint)
     pixels = np.asarray(ds.pixels[lo:hi])
     flags: list[str] = []
     if cached_masks:
@@ -97,7 +106,8 @@ def _run_blocks(
     n = len(ds)
     spans = [(lo, min(n, lo + BLOCK)) for lo in range(0, n, BLOCK)]
     args = [
-        (str(ds.path), lo, hi, seg.to_dict(), feat.to_dict() if feat else None, cached_masks) for lo, hi in spans
+        (str(ds.path), ds.fingerprint, lo, hi, seg.to_dict(), feat.to_dict() if feat else None, cached_masks)
+        for lo, hi in spans
     ]
     done = 0
     workers = max(1, min(workers or _usable_cores(), len(spans)))
