@@ -92,7 +92,9 @@ def distributed_logits(
         batch_size = max(1, min(batch_size, -(-len(cells) // world)))
     plan = BatchPlan(samples, np.zeros(len(ds), np.int8), batch_size, shuffle=False, balanced=False, seed=0)
     inputs = tuple(getattr(bundle.model, "inputs", ("image",)))
-    batches = StoreBatches(ds, plan, src, features=bundle_features(meta, ds), images="image" in inputs)
+    batches = StoreBatches(
+        ds, plan, src, features=bundle_features(meta, ds), images="image" in inputs, preload=False
+    )
     shard = _Shard(len(batches))
     module = _Predictor(bundle.model.eval(), Normalizer(meta.normalisation, ds.channels), meta.input_size, shard)
     accelerator, prec = accelerator_for(device, precision)

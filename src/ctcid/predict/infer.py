@@ -100,7 +100,7 @@ def infer_logits(
     inputs = tuple(getattr(model, "inputs", ("image",)))
     if "features" in inputs and features is None:
         raise ValueError("this model reads features; pass the feature matrix")
-    batches = StoreBatches(ds, plan, src, features=features, images="image" in inputs)
+    batches = StoreBatches(ds, plan, src, features=features, images="image" in inputs, preload=False)
     norm = Normalizer(normalisation, ds.channels).to(dev)
     model = model.to(dev).eval()
     amp = autocast_dtype(dev, precision)

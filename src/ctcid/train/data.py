@@ -21,8 +21,43 @@ from ..io import CellDataset
 
 __all__ = ["Normalizer", "StoreBatches", "channel_normalisation", "training_samples"]
 
-#: Load the needed channels of a dataset into memory when they take less than this.
+#: Load the needed channels of a dataset into memory when they take less than this (and less than a quarter
+#: of the memory available, see :func:`available_memory`).
 PRELOAD_BYTES = 2 << 30
+
+
+def available_memory() -> int:
+    """Bytes this process may still use: the smaller of the system's available memory and what its
+    cgroup's limit leaves (v1 or v2); a large number when neither can be read."""
+    best = 1 << 62
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    best = min(best, int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/cgroup") as fh:
+            groups = [line.strip().split(":", 2) for line in fh if line.count(":") >= 2]
+    except OSError:
+        return best
+    for _, controllers, rel in groups:
+        if controllers == "":  # cgroup v2
+            limit, usage = f"/sys/fs/cgroup{rel}/memory.max", f"/sys/fs/cgroup{rel}/memory.current"
+        elif "memory" in controllers.split(","):
+            base = f"/sys/fs/cgroup/memory{rel}"
+            limit, usage = f"{base}/memory.limit_in_bytes", f"{base}/memory.usage_in_bytes"
+        else:
+            continue
+        try:
+            with open(limit) as fl, open(usage) as fu:
+                cap, used = fl.read().strip(), fu.read().strip()
+            if cap != "max" and int(cap) < (1 << 60):
+                best = min(best, max(0, int(cap) - int(used)))
+        except (OSError, ValueError):
+            continue
+    return best
 
 
 #: Width, in px, of the crop border whose median is a crop's background for ``flatfield`` channels.
@@ -137,6 +172,10 @@ class BatchPlan:
 class StoreBatches(Dataset):
     """A map-style dataset whose items are whole batches (use ``DataLoader(batch_size=None)``).
 
+    With ``preload`` (training: every cell is read every epoch) the needed channels of the cells in the
+    plan are copied into memory when small enough; otherwise (and always for one pass, such as prediction)
+    batches are read from the memory-mapped store, so memory does not grow with the dataset.
+
     The order of cells depends only on ``(seed, epoch)``: set ``epoch`` before each epoch. With
     ``balanced`` the epoch draws cells with replacement so that both classes are equally likely.
     """
@@ -148,6 +187,7 @@ class StoreBatches(Dataset):
         channels_needed: list[int],
         features: np.ndarray | None = None,
         images: bool = True,
+        preload: bool = True,
     ):
         self.plan = plan
         self.features = features
@@ -159,15 +199,12 @@ class StoreBatches(Dataset):
         pix = ds.pixels
         cells_used = np.unique(plan.samples[:, 0])
         nbytes = len(cells_used) * len(self.needed) * pix.shape[2] * pix.shape[3] * 2
-        if not images:
+        if not images or not preload or nbytes > min(PRELOAD_BYTES, available_memory() // 4):
             self._store, self._lookup = None, None
-        elif nbytes <= PRELOAD_BYTES:
+        else:
             self._store = np.ascontiguousarray(ds.images(cells_used, [ds.channels[c] for c in self.needed]))
             self._lookup = np.full(len(pix), -1, np.int64)
             self._lookup[cells_used] = np.arange(len(cells_used))
-        else:
-            self._store = None
-            self._lookup = None
         self._pix = pix
 
     def __len__(self) -> int:
