@@ -94,7 +94,13 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_synth_store(
-    out: Path, patients: int = 6, cells: int = 40, size: int = 64, seed: int = 0, difficulty: str = "easy"
+    out: Path,
+    patients: int = 6,
+    cells: int = 40,
+    size: int = 64,
+    seed: int = 0,
+    difficulty: str = "easy",
+    prefix: str = "P",
 ) -> Path:
     """A dataset of generator-rendered cells written straight to the store, with ``masks.npy`` beside it."""
     from ctcid.io import DatasetWriter
@@ -102,7 +108,13 @@ def make_synth_store(
     from ctcid.synth.cohort import render_cells, sample_cells
 
     cfg = SynthConfig(
-        patients=patients, cells_per_patient=cells, ctc_fraction=0.3, size=size, seed=seed, difficulty=difficulty
+        patients=patients,
+        cells_per_patient=cells,
+        ctc_fraction=0.3,
+        size=size,
+        seed=seed,
+        difficulty=difficulty,
+        sample_prefix=prefix,
     )
     pat, table = sample_cells(cfg)
     images, masks = render_cells(table, pat, size=size, pixel_size_um=cfg.pixel_size_um, seed=seed)

@@ -594,6 +594,22 @@ def features(
     )
 
 
+@app.command()
+def cohort(
+    out: Annotated[Path, typer.Argument(help="Cohort folder to write (holds cohort.json only).")],
+    datasets: Annotated[
+        list[Path], typer.Argument(help="Dataset folders (shards): one per centre, run or export.")
+    ],
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Join datasets with the same channels, crop and pixel size into one cohort every command reads."""
+    from ..io import CellDataset, write_cohort
+
+    write_cohort(out, datasets, overwrite=overwrite)
+    ds = CellDataset.open(out)
+    _ui.out.print(f"cohort {out}: {len(ds)} cells, {ds.header['n_samples']} samples in {len(datasets)} shards")
+
+
 # ----------------------------------------------------------------------------------------------- info
 
 

@@ -153,7 +153,9 @@ def export_onnx(
     if target.exists() and not overwrite:
         raise CtcidError("already exists; pass --overwrite", target)
     ds_path = Path(dataset) if dataset else Path(meta.training.get("dataset", ""))
-    if not (ds_path / "dataset.json").is_file():
+    from ..io.store import is_dataset
+
+    if not is_dataset(ds_path):
         raise CtcidError(
             "the export checks the model on real cells: pass --dataset (the training dataset was not found)",
             ds_path,

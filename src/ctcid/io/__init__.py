@@ -6,7 +6,7 @@ from ._atomic import atomic_dir, atomic_write_bytes, atomic_write_text
 from .imread import Image, read_image, sniff_format, to_uint16
 from .ingest import IngestOptions, IngestResult, fit_to_size, ingest
 from .layouts import CLASSES, LAYOUTS, CellSource, IngestPlan, Rejection, detect_layout, plan_ingest
-from .store import CellDataset, DatasetWriter
+from .store import CellDataset, DatasetWriter, ShardedPixels, write_cohort
 
 __all__ = [
     "CLASSES",
@@ -19,6 +19,7 @@ __all__ = [
     "IngestPlan",
     "IngestResult",
     "Rejection",
+    "ShardedPixels",
     "atomic_dir",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -29,4 +30,5 @@ __all__ = [
     "read_image",
     "sniff_format",
     "to_uint16",
+    "write_cohort",
 ]

@@ -16,6 +16,11 @@ A dataset folder holds
     written last; a folder without it is not a dataset.
 ``rejected.csv``
     Cells set aside by ``--on-error skip``, with the reason (present only when some were).
+
+A *cohort* folder (``ctcid cohort``) holds only ``cohort.json``, which lists dataset folders (shards: one
+per centre, run or export) with the same channels, crop and pixel size. It opens as one dataset: the cell
+tables are concatenated (with a ``shard`` column) and pixels are read from each shard's memory map, so a
+cohort of millions of cells is never copied or loaded whole.
 """
 
 from __future__ import annotations
@@ -33,7 +38,17 @@ from ..errors import CtcidError
 from ._atomic import atomic_write_text
 from ._json import read_versioned_json
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "CellDataset", "DatasetWriter", "package_versions"]
+__all__ = [
+    "COHORT_FORMAT",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CellDataset",
+    "DatasetWriter",
+    "ShardedPixels",
+    "is_dataset",
+    "package_versions",
+    "write_cohort",
+]
 
 FORMAT = "ctcid-dataset"
 FORMAT_VERSION = 1
@@ -41,6 +56,8 @@ PIXELS_FILE = "pixels.u16"
 TABLE_FILE = "cells.parquet"
 HEADER_FILE = "dataset.json"
 REJECTED_FILE = "rejected.csv"
+COHORT_FILE = "cohort.json"
+COHORT_FORMAT = "ctcid-cohort"
 _PERCENTILES = (0.1, 1.0, 50.0, 99.0, 99.9)
 
 
@@ -191,6 +208,8 @@ class CellDataset:
         head = path / HEADER_FILE
         if not path.is_dir():
             raise CtcidError("no such dataset folder (create one with `ctcid ingest`)", path)
+        if (path / COHORT_FILE).is_file() and not head.is_file():
+            return _open_cohort(path)
         if not head.is_file():
             raise CtcidError(
                 f"not a ctcid dataset: {HEADER_FILE} is missing (an incomplete or foreign folder)", path
@@ -278,6 +297,149 @@ class CellDataset:
         return np.where(lab == "ctc", 1, np.where(lab == "wbc", 0, -1)).astype(np.int8)
 
     def rejected(self) -> pd.DataFrame:
-        """Cells set aside at ingest (empty when none were)."""
-        p = self.path / REJECTED_FILE
-        return pd.read_csv(p) if p.is_file() else pd.DataFrame(columns=["sample_id", "cell_id", "file", "reason"])
+        """Cells set aside at ingest (empty when none were); for a cohort, those of every shard."""
+        shards = self.header.get("shards")
+        paths = [Path(sh["path"]) for sh in shards] if shards else [self.path]
+        frames = [pd.read_csv(p / REJECTED_FILE) for p in paths if (p / REJECTED_FILE).is_file()]
+        if not frames:
+            return pd.DataFrame(columns=["sample_id", "cell_id", "file", "reason"])
+        return pd.concat(frames, ignore_index=True)
+
+
+def is_dataset(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a dataset (or cohort) folder, as opposed to an export or anything else."""
+    path = Path(path)
+    return (path / HEADER_FILE).is_file() or (path / COHORT_FILE).is_file()
+
+
+class ShardedPixels:
+    """Several memory-mapped pixel stores read as one ``[cells, C, H, W]`` array (slices and index arrays)."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        self.shape = (int(self.offsets[-1]), *parts[0].shape[1:])
+        self.dtype = parts[0].dtype
+        self.nbytes = int(sum(p.nbytes for p in parts))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, slice):
+            return self[np.arange(*index.indices(self.shape[0]))]
+        if np.isscalar(index):
+            return self[np.array([index])][0]
+        idx = np.asarray(index, dtype=np.int64)
+        if idx.size and (idx.min() < -self.shape[0] or idx.max() >= self.shape[0]):
+            raise IndexError("cell index out of range")
+        idx = np.where(idx < 0, idx + self.shape[0], idx)
+        out = np.empty((len(idx), *self.shape[1:]), dtype=self.dtype)
+        shard = np.searchsorted(self.offsets, idx, side="right") - 1
+        for k in np.unique(shard):
+            sel = np.flatnonzero(shard == k)
+            out[sel] = self.parts[k][idx[sel] - self.offsets[k]]
+        return out
+
+
+def write_cohort(
+    out: str | os.PathLike[str], datasets: list[str | os.PathLike[str]], overwrite: bool = False
+) -> Path:
+    """Write a cohort folder listing ``datasets`` (checked to be compatible), atomically."""
+    from ._atomic import atomic_dir
+
+    if not datasets:
+        raise CtcidError("a cohort needs at least one dataset")
+    shards = [CellDataset.open(d) for d in datasets]
+    _check_shards(shards)
+    with atomic_dir(out, overwrite) as tmp:
+        body = {
+            "format": COHORT_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "shards": [str(Path(d).resolve()) for d in datasets],
+            "versions": package_versions(),
+        }
+        (tmp / COHORT_FILE).write_text(json.dumps(body, indent=2) + "\n")
+    return Path(out)
+
+
+def _check_shards(shards: list[CellDataset]) -> None:
+    first = shards[0]
+    for ds in shards[1:]:
+        for what, a, b in (
+            ("channels", first.channels, ds.channels),
+            ("crop size", first.crop_size, ds.crop_size),
+            ("pixel size", first.pixel_size_um, ds.pixel_size_um),
+        ):
+            if a != b:
+                raise CtcidError(f"shards differ in {what} ({a} in {first.path}, {b} here)", ds.path)
+    keys = pd.concat([s.table[["sample_id", "cell_id"]] for s in shards])
+    if keys.duplicated().any():
+        sample, cell = keys[keys.duplicated()].iloc[0]
+        raise CtcidError(f"cell {cell} of sample {sample} is in more than one shard")
+
+
+def _merged_stats(shards: list[CellDataset]) -> dict[str, dict[str, float]]:
+    """Cohort intensity statistics: cell-weighted mean and spread; the widest p0.1-p99.9 window."""
+    weights = np.array([len(s) for s in shards], dtype=np.float64)
+    out: dict[str, dict[str, float]] = {}
+    for ch in shards[0].channels:
+        stats = [s.header["channel_stats"].get(ch) or {} for s in shards]
+        if not all(stats):
+            out[ch] = {}
+            continue
+        w = weights / weights.sum()
+        mean = float(sum(wi * st["mean"] for wi, st in zip(w, stats, strict=True)))
+        var = float(sum(wi * (st["std"] ** 2 + (st["mean"] - mean) ** 2) for wi, st in zip(w, stats, strict=True)))
+        entry = {
+            "mean": mean,
+            "std": var**0.5,
+            "min": min(st["min"] for st in stats),
+            "max": max(st["max"] for st in stats),
+        }
+        for key in (k for k in stats[0] if k.startswith("p")):
+            values = [st[key] for st in stats]
+            level = float(key[1:])
+            if level < 50:  # lower edge of the window: the lowest of the shards
+                entry[key] = min(values)
+            elif level > 50:  # upper edge: the highest
+                entry[key] = max(values)
+            else:
+                entry[key] = float(np.average(values, weights=weights))
+        out[ch] = entry
+    return out
+
+
+def _open_cohort(path: Path) -> CellDataset:
+    body = read_versioned_json(path / COHORT_FILE, COHORT_FORMAT, FORMAT_VERSION, "cohort file")
+    names = body.get("shards")
+    if not isinstance(names, list) or not names:
+        raise CtcidError("cohort file lists no shards", path / COHORT_FILE)
+    shards = [CellDataset.open(path / n if not Path(n).is_absolute() else n) for n in names]
+    _check_shards(shards)
+    tables = []
+    for k, s in enumerate(shards):
+        t = s.table.copy()
+        t.insert(1, "shard", k)
+        tables.append(t)
+    table = pd.concat(tables, ignore_index=True)
+    table["index"] = np.arange(len(table), dtype=np.int64)
+    first = shards[0].header
+    digest = hashlib.sha256("".join(s.fingerprint for s in shards).encode()).hexdigest()
+    counts = table["label"].fillna("unlabelled").replace("", "unlabelled").value_counts().to_dict()
+    header = {
+        "format": COHORT_FORMAT,
+        "n_cells": len(table),
+        "n_samples": int(table["sample_id"].nunique()),
+        "channels": first["channels"],
+        "pixel_size_um": first["pixel_size_um"],
+        "crop_size": first["crop_size"],
+        "classes": {k: int(v) for k, v in sorted(counts.items())},
+        "channel_stats": _merged_stats(shards),
+        "fingerprint": "sha256:" + digest,
+        "source": {"root": str(path), "layout": "cohort", "detected": False},
+        "ingest": first.get("ingest", {}),
+        "rejected": int(sum(int(s.header.get("rejected", 0)) for s in shards)),
+        "shards": [{"path": str(s.path), "cells": len(s), "fingerprint": s.fingerprint} for s in shards],
+    }
+    return CellDataset(path, header, table, ShardedPixels([s.pixels for s in shards]))

@@ -30,10 +30,9 @@ import pandas as pd
 
 from ..errors import CtcidError
 from ..io import CellDataset
+from ..io.store import is_dataset
 
 __all__ = ["PredictResult", "expected_counts", "predict"]
-
-DATASET_HEADER = "dataset.json"
 
 
 @dataclass
@@ -72,7 +71,7 @@ def expected_counts(frame: pd.DataFrame) -> pd.DataFrame:
 def _open_or_ingest(
     src: Path, tmp: Path, meta: Any, say: Callable[[str], None], progress: Callable[[int, int], None] | None
 ) -> CellDataset:
-    if (src / DATASET_HEADER).is_file():
+    if is_dataset(src):
         return CellDataset.open(src)
     if not src.is_dir():
         raise CtcidError("no such dataset or export folder", src)
@@ -135,7 +134,7 @@ def predict(
     parallel = str(devices) not in ("1", "auto") or num_nodes > 1 or strategy.startswith("ddp")
     if parallel and engine != "torch":
         raise CtcidError("data-parallel prediction runs the PyTorch engine; drop --engine onnx or --devices")
-    if parallel and not (src / DATASET_HEADER).is_file():
+    if parallel and not is_dataset(src):
         raise CtcidError("data-parallel prediction reads an ingested dataset; run `ctcid ingest` first", src)
     from ..train.engine import _launched_worker
 

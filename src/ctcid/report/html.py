@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..errors import CtcidError
 from ..io import CellDataset
+from ..io.store import is_dataset
 
 __all__ = ["ReportInputs", "focus_scores", "load_inputs", "render_report", "write_report"]
 
@@ -54,7 +55,7 @@ def load_inputs(path: str | os.PathLike[str]) -> ReportInputs:
     path = Path(path)
     if (path / "predict.json").is_file():
         info = json.loads((path / "predict.json").read_text())
-        ds_path = path / "dataset" if (path / "dataset" / "dataset.json").is_file() else Path(info["dataset"])
+        ds_path = path / "dataset" if is_dataset(path / "dataset") else Path(info["dataset"])
         frame = _read_predictions(path / "predictions.parquet")
         model = Path(info["model"])
         kind = "predict"
@@ -69,7 +70,7 @@ def load_inputs(path: str | os.PathLike[str]) -> ReportInputs:
         kind = "run"
     else:
         raise CtcidError("not a `ctcid predict` output nor a training run folder", path)
-    if not (ds_path / "dataset.json").is_file():
+    if not is_dataset(ds_path):
         raise CtcidError("the dataset these predictions come from is missing", ds_path)
     return ReportInputs(
         frame, CellDataset.open(ds_path), model if (model / "model.json").is_file() else None, path, kind
