@@ -43,3 +43,17 @@ def test_ruff_lint_and_format_are_clean():
     for args in (["check", "src", "tests"], ["format", "--check", "src", "tests"]):
         proc = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_nothing_a_user_loads_is_unpickled():
+    """No pickle in the package: torch.load only with weights_only=True, numpy never with allow_pickle."""
+    offenders = []
+    for path in (ROOT / "src" / "ctcid").rglob("*.py"):
+        text = path.read_text()
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            if re.search(r"\bimport (pickle|dill|joblib|cloudpickle)\b|allow_pickle=True|pd\.read_pickle", code):
+                offenders.append(f"{path.name}:{line_no}")
+            if ("torch.load(" in code or "ckpt_path=" in code) and "weights_only=True" not in code:
+                offenders.append(f"{path.name}:{line_no}")
+    assert not offenders, offenders
