@@ -596,7 +596,7 @@ def features(
 
 @app.command()
 def cohort(
-    out: Annotated[Path, typer.Argument(help="Cohort folder to write (holds cohort.json only).")],
+    out: Annotated[Path, typer.Argument(help="Cohort folder to write (holds shards.json only).")],
     datasets: Annotated[
         list[Path], typer.Argument(help="Dataset folders (shards): one per centre, run or export.")
     ],

@@ -17,7 +17,7 @@ A dataset folder holds
 ``rejected.csv``
     Cells set aside by ``--on-error skip``, with the reason (present only when some were).
 
-A *cohort* folder (``ctcid cohort``) holds only ``cohort.json``, which lists dataset folders (shards: one
+A *cohort* folder (``ctcid cohort``) holds only ``shards.json``, which lists dataset folders (shards: one
 per centre, run or export) with the same channels, crop and pixel size. It opens as one dataset: the cell
 tables are concatenated (with a ``shard`` column) and pixels are read from each shard's memory map, so a
 cohort of millions of cells is never copied or loaded whole.
@@ -56,7 +56,7 @@ PIXELS_FILE = "pixels.u16"
 TABLE_FILE = "cells.parquet"
 HEADER_FILE = "dataset.json"
 REJECTED_FILE = "rejected.csv"
-COHORT_FILE = "cohort.json"
+COHORT_FILE = "shards.json"
 COHORT_FORMAT = "ctcid-cohort"
 _PERCENTILES = (0.1, 1.0, 50.0, 99.0, 99.9)
 
