@@ -119,6 +119,15 @@ def test_features_gbm_trains_explains_and_round_trips(synth_store: Path, tmp_pat
     attr = pd.read_parquet(run / "feature_attributions.parquet")
     assert len(attr) == len(test) and set(meta.features["names"]) <= set(attr.columns)
     assert np.isfinite(attr[meta.features["names"]].to_numpy()).all()
+    # the explain command attributes the features of chosen cells
+    from ctcid.cli.main import run as cli
+
+    first = str(ds.table["cell_id"].iloc[0])
+    with pytest.raises(SystemExit) as exc:
+        cli(["explain", str(run / "model"), str(synth_store), str(tmp_path / "ex"), "--cells", first])
+    assert exc.value.code in (0, None)
+    explained = pd.read_csv(tmp_path / "ex" / "feature_attributions.csv")
+    assert explained["cell_id"].astype(str).tolist() == [first] and "ck_cd45_ratio" in explained.columns
     # a tampered tree file is refused
     w = run / "model" / "model.safetensors"
     w.write_bytes(w.read_bytes()[:-8] + b"\0" * 8)

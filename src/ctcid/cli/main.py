@@ -453,7 +453,7 @@ def explain(
 
     from ..config import parse_list
     from ..explain import cell_panel_png, gradcam_maps
-    from ..explain.features import _baseline, _functions, feature_attributions
+    from ..explain.features import cell_attributions
     from ..io import CellDataset, atomic_dir
     from ..models import check_compatible, load_bundle
     from ..predict import bundle_features, bundle_logits
@@ -489,33 +489,13 @@ def explain(
             np.save(tmp / "saliency.npy", saliency)
         feats = bundle_features(bundle.meta, ds)
         if feats is not None:
-            _, fwd_t, diff = _functions(
-                bundle.model, feats, rows, None if saliency is None else _embed(bundle, ds, rows, feats)
-            )
-            attr = feature_attributions(fwd_t, feats[rows], _baseline(bundle.model, feats), differentiable=diff)
+            attr = cell_attributions(bundle, ds, rows, feats)
             names = bundle.meta.features["names"]
             pd.concat([table, pd.DataFrame(attr, columns=names)], axis=1).to_csv(
                 tmp / "feature_attributions.csv", index=False
             )
         table.to_csv(tmp / "cells.csv", index=False)
     _ui.out.print(f"{len(rows)} cells explained in {out}")
-
-
-def _embed(bundle: Any, ds: Any, rows: Any, feats: Any) -> Any:
-    from ..predict import infer_logits
-
-    m = bundle.meta
-    return infer_logits(
-        bundle.model,
-        ds,
-        rows,
-        channels=m.channels,
-        normalisation=m.normalisation,
-        input_size=m.input_size,
-        device="cpu",
-        features=feats,
-        call=lambda mod, args: mod.image_embedding(args[0]),
-    )
 
 
 @app.command()

@@ -22,7 +22,14 @@ import torch
 
 from ..io._atomic import atomic_write_bytes, atomic_write_text
 
-__all__ = ["explain_feature_model", "feature_attributions", "permutation_importance_table", "plot_importance"]
+__all__ = [
+    "cell_attributions",
+    "explain_feature_model",
+    "feature_attributions",
+    "image_embeddings",
+    "permutation_importance_table",
+    "plot_importance",
+]
 
 #: Cells whose features are attributed per run (the most CTC-like first, then the rest of the test cells).
 MAX_ATTRIBUTED = 200
@@ -165,21 +172,16 @@ def explain_feature_model(
     train_mean: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Write importance (validation cells) and attributions (test cells, else validation) into ``out``."""
-    from ..predict import infer_logits
 
     def embed(cells: np.ndarray) -> np.ndarray | None:
-        if not hasattr(model, "image_embedding"):
-            return None
-        return infer_logits(
+        return image_embeddings(
             model,
             ds,
             cells,
             channels=cfg.channels,
             normalisation=norm or {},
             input_size=input_size or ds.crop_size[0],
-            device="cpu",
             features=feats,
-            call=lambda m, args: m.image_embedding(args[0]),
         )
 
     with torch.no_grad():
@@ -222,6 +224,54 @@ def explain_feature_model(
     frame.to_parquet(out / ".feature_attributions.parquet.tmp", index=False)
     (out / ".feature_attributions.parquet.tmp").replace(out / "feature_attributions.parquet")
     return importance
+
+
+def image_embeddings(
+    model: Any,
+    ds: Any,
+    cells: np.ndarray,
+    *,
+    channels: list[str],
+    normalisation: dict[str, Any],
+    input_size: int,
+    features: np.ndarray,
+) -> np.ndarray | None:
+    """The dual-branch image embeddings ``[n, D]`` of ``cells`` (``None`` for a model without image branch)."""
+    from ..predict import infer_logits
+
+    if not hasattr(model, "image_embedding"):
+        return None
+    return infer_logits(
+        model,
+        ds,
+        cells,
+        channels=channels,
+        normalisation=normalisation,
+        input_size=input_size,
+        device="cpu",
+        features=features,
+        call=lambda m, args: m.image_embedding(args[0]),
+    )
+
+
+def cell_attributions(bundle: Any, ds: Any, cells: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """Per-cell feature attributions ``[n, F]`` (logit units) of a loaded feature bundle.
+
+    The baseline is the training mean stored in the network (features_mlp, dual_branch), or for trees the
+    mean of ``feats`` (the features of the dataset being explained).
+    """
+    meta = bundle.meta
+    emb = image_embeddings(
+        bundle.model,
+        ds,
+        cells,
+        channels=meta.channels,
+        normalisation=meta.normalisation,
+        input_size=meta.input_size,
+        features=feats,
+    )
+    _, fwd_t, diff = _functions(bundle.model, feats, cells, emb)
+    return feature_attributions(fwd_t, feats[cells], _baseline(bundle.model, feats), differentiable=diff)
 
 
 def _baseline(model: Any, feats: np.ndarray) -> np.ndarray:
