@@ -161,6 +161,72 @@ def _launched_worker() -> bool:
     return False
 
 
+def split_cells(ds: CellDataset, split: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``sample_ids``, ``labels``, training and validation cells of a split, checked: no patient on both
+    sides, and both classes on each side."""
+    from ..evaluate import check_no_leakage
+
+    sample_ids = ds.table["sample_id"].to_numpy()
+    check_no_leakage(sample_ids, split)
+    labels = ds.labels()
+    train_cells = np.asarray(split.train, np.int64)
+    val_cells = np.asarray(split.val, np.int64)
+    for name, cells in (("training", train_cells), ("validation", val_cells)):
+        if len(cells) == 0 or not (labels[cells] == 1).any() or not (labels[cells] == 0).any():
+            raise CtcidError(f"the {name} set needs labelled cells of both classes (ctc and wbc)", ds.path)
+    return sample_ids, labels, train_cells, val_cells
+
+
+def run_started(ds: CellDataset, cfg: TrainConfig) -> dict[str, Any]:
+    """The first ``run.json`` of a run (status ``running``)."""
+    return {
+        "status": "running",
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seed": cfg.seed,
+        "dataset": str(ds.path),
+        "dataset_fingerprint": ds.fingerprint,
+        "versions": package_versions(),
+        "git_revision": git_revision(),
+    }
+
+
+def run_finished(out: Path, run_info: dict[str, Any], t_start: float, **fields: Any) -> None:
+    """Write the completed ``run.json`` (written last: a run folder without it is unfinished)."""
+    run_info.update(
+        {
+            "status": "complete",
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - t_start, 1),
+            **fields,
+        }
+    )
+    atomic_write_text(out / RUN_FILE, json.dumps(run_info, indent=2, default=float) + "\n")
+
+
+def training_record(
+    ds: CellDataset,
+    cfg: TrainConfig,
+    sample_ids: np.ndarray,
+    train_cells: np.ndarray,
+    val_cells: np.ndarray,
+    best_epoch: int | None,
+    epochs_run: int,
+) -> dict[str, Any]:
+    """What a bundle records of its training: data, patients on each side, epochs and options."""
+    return {
+        "dataset_fingerprint": ds.fingerprint,
+        "dataset": str(ds.path),
+        "ingest": ds.header.get("ingest", {}),
+        "train_cells": len(train_cells),
+        "val_cells": len(val_cells),
+        "train_samples": sorted(set(sample_ids[train_cells])),
+        "val_samples": sorted(set(sample_ids[val_cells])),
+        "best_epoch": best_epoch,
+        "epochs_run": epochs_run,
+        "config": cfg.to_dict(),
+    }
+
+
 def test_cells_of(split: Any, labels: np.ndarray) -> np.ndarray:
     """The labelled test cells of a split (none for a plain train/validation split)."""
     test_cells = np.asarray(getattr(split, "test", []), np.int64)
@@ -251,7 +317,6 @@ def fit(
     from ..config import to_yaml
     from ..evaluate import (
         apply_temperature,
-        check_no_leakage,
         classification_metrics,
         fit_temperature,
         fold_table,
@@ -271,14 +336,7 @@ def fit(
         return fit_gbm(ds, split, cfg, out, resume=resume, overwrite=overwrite, log=say)
     out = Path(out)
     ds.channel_index(cfg.channels + cfg.train_extra_channels)
-    sample_ids = ds.table["sample_id"].to_numpy()
-    check_no_leakage(sample_ids, split)
-    labels = ds.labels()
-    train_cells = np.asarray(split.train, np.int64)
-    val_cells = np.asarray(split.val, np.int64)
-    for name, cells in (("training", train_cells), ("validation", val_cells)):
-        if len(cells) == 0 or not (labels[cells] == 1).any() or not (labels[cells] == 0).any():
-            raise CtcidError(f"the {name} set needs labelled cells of both classes (ctc and wbc)", ds.path)
+    sample_ids, labels, train_cells, val_cells = split_cells(ds, split)
     child = _launched_worker()
     if child:  # a data-parallel worker started by the launcher: the first process owns the run folder
         resuming = resume and (out / "checkpoints" / "last.ckpt").is_file()
@@ -292,15 +350,7 @@ def fit(
     if not child:
         atomic_write_text(out / "config.yaml", to_yaml(cfg, "train"))
         atomic_write_text(out / "folds.csv", fold_table(sample_ids, [split], labels=labels).to_csv(index=False))
-    run_info = {
-        "status": "running",
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seed": cfg.seed,
-        "dataset": str(ds.path),
-        "dataset_fingerprint": ds.fingerprint,
-        "versions": package_versions(),
-        "git_revision": git_revision(),
-    }
+    run_info = run_started(ds, cfg)
     if not child:
         atomic_write_text(out / RUN_FILE, json.dumps(run_info, indent=2) + "\n")
 
@@ -452,18 +502,7 @@ def fit(
         features=feature_meta(cfg, feat_names),
         threshold=threshold,
         temperature=temperature,
-        training={
-            "dataset_fingerprint": ds.fingerprint,
-            "dataset": str(ds.path),
-            "ingest": ds.header.get("ingest", {}),
-            "train_cells": len(train_cells),
-            "val_cells": len(val_cells),
-            "train_samples": sorted(set(sample_ids[train_cells])),
-            "val_samples": sorted(set(sample_ids[val_cells])),
-            "best_epoch": best.best_epoch,
-            "epochs_run": len(history.rows),
-            "config": cfg.to_dict(),
-        },
+        training=training_record(ds, cfg, sample_ids, train_cells, val_cells, best.best_epoch, len(history.rows)),
         metrics={"validation": val_metrics},
     )
     save_bundle(out / "model", model, meta, overwrite=True)
@@ -498,22 +537,19 @@ def fit(
         atomic_write_text(out / "test_predictions.csv", test_frame.to_csv(index=False))
         test_summary = write_metrics(out, test_frame, threshold, temperature, cfg.n_boot, cfg.seed, prefix="test_")
 
-    run_info.update(
-        {
-            "status": "complete",
-            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - t_start, 1),
-            "accelerator": accelerator,
-            "precision": precision,
-            "best_epoch": best.best_epoch,
-            "epochs_run": len(history.rows),
-            "model_id": meta.model_id,
-            "threshold": threshold,
-            "temperature": temperature,
-            "validation": val_metrics,
-        }
+    run_finished(
+        out,
+        run_info,
+        t_start,
+        accelerator=accelerator,
+        precision=precision,
+        best_epoch=best.best_epoch,
+        epochs_run=len(history.rows),
+        model_id=meta.model_id,
+        threshold=threshold,
+        temperature=temperature,
+        validation=val_metrics,
     )
-    atomic_write_text(out / RUN_FILE, json.dumps(run_info, indent=2, default=float) + "\n")
     return FitResult(
         out, out / "model", threshold, temperature, best.best_epoch, val_metrics, test_summary, test_frame
     )

@@ -12,17 +12,14 @@ import json
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import CtcidError
 from ..io import CellDataset
 from ..io._atomic import atomic_write_text
-from ..io.store import package_versions
 from .config import GBM_DEFAULTS, TrainConfig
 
 __all__ = ["fit_gbm"]
@@ -48,7 +45,6 @@ def fit_gbm(
     from ..config import to_yaml
     from ..evaluate import (
         apply_temperature,
-        check_no_leakage,
         classification_metrics,
         fit_temperature,
         fold_table,
@@ -62,9 +58,12 @@ def fit_gbm(
         FitResult,
         _prepare_run_dir,
         feature_meta,
-        git_revision,
         predictions_frame,
+        run_finished,
+        run_started,
+        split_cells,
         test_cells_of,
+        training_record,
         write_metrics,
     )
     from .features import feature_inputs
@@ -72,29 +71,14 @@ def fit_gbm(
     say = log or (lambda _m: None)
     out = Path(out)
     ds.channel_index(cfg.channels)
-    sample_ids = ds.table["sample_id"].to_numpy()
-    check_no_leakage(sample_ids, split)
-    labels = ds.labels()
-    train_cells = np.asarray(split.train, np.int64)
-    val_cells = np.asarray(split.val, np.int64)
-    for name, cells in (("training", train_cells), ("validation", val_cells)):
-        if len(cells) == 0 or not (labels[cells] == 1).any() or not (labels[cells] == 0).any():
-            raise CtcidError(f"the {name} set needs labelled cells of both classes (ctc and wbc)", ds.path)
+    sample_ids, labels, train_cells, val_cells = split_cells(ds, split)
     if out.exists() and resume:
         overwrite = True
     _prepare_run_dir(out, False, overwrite)
     t_start = time.perf_counter()
     atomic_write_text(out / "config.yaml", to_yaml(cfg, "train"))
     atomic_write_text(out / "folds.csv", fold_table(sample_ids, [split], labels=labels).to_csv(index=False))
-    run_info: dict[str, Any] = {
-        "status": "running",
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seed": cfg.seed,
-        "dataset": str(ds.path),
-        "dataset_fingerprint": ds.fingerprint,
-        "versions": package_versions(),
-        "git_revision": git_revision(),
-    }
+    run_info = run_started(ds, cfg)
     atomic_write_text(out / RUN_FILE, json.dumps(run_info, indent=2) + "\n")
 
     say("segmentation and hand-crafted features (computed once, cached in the dataset)")
@@ -144,18 +128,7 @@ def fit_gbm(
         features=feature_meta(cfg, names),
         threshold=threshold,
         temperature=temperature,
-        training={
-            "dataset_fingerprint": ds.fingerprint,
-            "dataset": str(ds.path),
-            "ingest": ds.header.get("ingest", {}),
-            "train_cells": len(train_cells),
-            "val_cells": len(val_cells),
-            "train_samples": sorted(set(sample_ids[train_cells])),
-            "val_samples": sorted(set(sample_ids[val_cells])),
-            "best_epoch": best,
-            "epochs_run": len(history),
-            "config": cfg.to_dict(),
-        },
+        training=training_record(ds, cfg, sample_ids, train_cells, val_cells, best, len(history)),
         metrics={"validation": val_metrics},
     )
     save_bundle(out / "model", trees, meta, overwrite=True)
@@ -185,20 +158,17 @@ def fit_gbm(
         )
         atomic_write_text(out / "test_predictions.csv", test_frame.to_csv(index=False))
         test_summary = write_metrics(out, test_frame, threshold, temperature, cfg.n_boot, cfg.seed, prefix="test_")
-    run_info.update(
-        {
-            "status": "complete",
-            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - t_start, 1),
-            "accelerator": "cpu",
-            "precision": "float64",
-            "best_epoch": best,
-            "epochs_run": len(history),
-            "model_id": meta.model_id,
-            "threshold": threshold,
-            "temperature": temperature,
-            "validation": val_metrics,
-        }
+    run_finished(
+        out,
+        run_info,
+        t_start,
+        accelerator="cpu",
+        precision="float64",
+        best_epoch=best,
+        epochs_run=len(history),
+        model_id=meta.model_id,
+        threshold=threshold,
+        temperature=temperature,
+        validation=val_metrics,
     )
-    atomic_write_text(out / RUN_FILE, json.dumps(run_info, indent=2, default=float) + "\n")
     return FitResult(out, out / "model", threshold, temperature, best, val_metrics, test_summary, test_frame)
