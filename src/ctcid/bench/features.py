@@ -51,14 +51,14 @@ def bench_features(
     """Time segmentation and features of a generated 4-channel dataset, and a scikit-image loop, in one run."""
     import warnings
 
+    from .._workers import usable_cores
     from ..features import compute_features, load_segmentation, segment_dataset
-    from ..features.store import _usable_cores
     from ..io import CellDataset, DatasetWriter
     from ..synth import SynthConfig
     from ..synth.cohort import render_cells, sample_cells
     from .ingest import machine_info
 
-    workers = workers or _usable_cores()
+    workers = workers or usable_cores()
     patients = max(1, cells // 200)
     cfg = SynthConfig(patients=patients, cells_per_patient=max(1, cells // patients), seed=seed, size=size)
     pat, table = sample_cells(cfg)

@@ -15,12 +15,8 @@ its header names the dataset's fingerprint and the same options; otherwise it is
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
-import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._workers import process_pool, usable_cores
 from ..errors import CtcidError
 from ..io import CellDataset
 from ..io._atomic import atomic_dir
@@ -51,13 +48,6 @@ class SegmentationCache:
     masks: np.ndarray
     flags: pd.Series
     header: dict[str, Any]
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 _OPEN: dict[tuple[str, str], CellDataset] = {}
@@ -110,7 +100,7 @@ def _run_blocks(
         for lo, hi in spans
     ]
     done = 0
-    workers = max(1, min(workers or _usable_cores(), len(spans)))
+    workers = max(1, min(workers or usable_cores(), len(spans)))
     if workers == 1:
         results = (_block(*a) for a in args)
         for res in results:
@@ -119,8 +109,7 @@ def _run_blocks(
             if progress:
                 progress(done, n)
         return
-    method = "fork" if sys.platform.startswith("linux") else None
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+    with process_pool(workers) as pool:
         for res in pool.map(_block, *zip(*args, strict=True)):
             sink(*res)
             done += res[1].shape[0]

@@ -8,11 +8,9 @@ cropped, or resized with its scale recorded), converted to uint16, and given QC 
 from __future__ import annotations
 
 import collections
-import multiprocessing
 import os
-import sys
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._workers import process_pool, usable_cores
 from ..errors import CtcidError, InputError
 from ._atomic import atomic_dir
 from .imread import Image, as_planes, read_image, to_uint16
@@ -247,11 +246,6 @@ def _default_size(plan: IngestPlan) -> int:
     return collections.Counter(sides).most_common(1)[0][0]
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    method = "fork" if sys.platform.startswith("linux") else None
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
-
-
 def _rows(cells: list[CellSource], good: list[tuple[int, dict]], channels: list[str], root: Path) -> pd.DataFrame:
     prefix = str(root) + os.sep
 
@@ -330,14 +324,14 @@ def ingest(
         f"{len({c.sample_id for c in plan.cells})} samples"
     )
     n = len(plan.cells)
-    workers = opts.workers if opts.workers is not None else min(len(os.sched_getaffinity(0)), 16)
+    workers = opts.workers if opts.workers is not None else min(usable_cores(), 16)
     if n < 2 * _BATCH:
         workers = 0
     batches = [plan.cells[i : i + _BATCH] for i in range(0, n, _BATCH)]
     args = (plan.channels, size, opts.fit, plan.channel_axis)
     with atomic_dir(out, overwrite) as tmp:
         writer = DatasetWriter(tmp, plan.channels, size, opts.pixel_size_um)
-        pool = _pool(workers) if workers > 0 else None
+        pool = process_pool(workers) if workers > 0 else None
         try:
             pending: collections.deque[tuple[int, Future | None]] = collections.deque()
             done = next_batch = 0

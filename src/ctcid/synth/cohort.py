@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import pathlib
-import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .._workers import process_pool, usable_cores
 from ..errors import CtcidError
 from ._render import _DEFOCUS_BLUR, _PSF_SIGMA_UM, CHANNELS, PAD, _Spectrum, render_batch
 from ._tiff import tiff_header, write_tiff
@@ -397,18 +396,6 @@ def _render_task(
     return key, areas, masks
 
 
-#: Worker start method: fork where it is safe and cheap (Linux; no ``if __name__ == "__main__"`` guard
-#: needed in the calling script), spawn elsewhere.
-_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _to_json(value: object) -> object:
     if isinstance(value, dict):
         return {str(k): _to_json(v) for k, v in value.items()}
@@ -475,7 +462,7 @@ def generate_cohort(
     try:
         for sample_id in patients["sample_id"]:
             (out / sample_id).mkdir()
-        areas, masks = _render_all(out, config, patients, cells, workers or _usable_cores(), progress)
+        areas, masks = _render_all(out, config, patients, cells, workers or usable_cores(), progress)
         _write_tables(out, config, patients, cells, areas, masks)
     except OSError as exc:
         raise CtcidError(f"cannot write the cohort: {exc.strerror or exc}", out) from None
@@ -520,8 +507,7 @@ def _render_all(
         for out_s, part, pat, key in tasks:
             collect(_render_task(out_s, part, pat, config.size, config.pixel_size_um, key))
         return areas, masks
-    ctx = multiprocessing.get_context(_START_METHOD)
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+    with process_pool(n_workers) as pool:
         futures = [
             pool.submit(_render_task, out_s, part, pat, config.size, config.pixel_size_um, key)
             for out_s, part, pat, key in tasks
