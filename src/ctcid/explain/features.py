@@ -260,16 +260,13 @@ def cell_attributions(bundle: Any, ds: Any, cells: np.ndarray, feats: np.ndarray
     The baseline is the training mean stored in the network (features_mlp, dual_branch), or for trees the
     mean of ``feats`` (the features of the dataset being explained).
     """
-    meta = bundle.meta
-    emb = image_embeddings(
-        bundle.model,
-        ds,
-        cells,
-        channels=meta.channels,
-        normalisation=meta.normalisation,
-        input_size=meta.input_size,
-        features=feats,
-    )
+    from ..predict.infer import infer_bundle
+
+    emb = None
+    if hasattr(bundle.model, "image_embedding"):
+        emb = infer_bundle(
+            bundle, ds, cells, device="cpu", features=feats, call=lambda m, a: m.image_embedding(a[0])
+        )
     _, fwd_t, diff = _functions(bundle.model, feats, cells, emb)
     return feature_attributions(fwd_t, feats[cells], _baseline(bundle.model, feats), differentiable=diff)
 

@@ -182,15 +182,20 @@ def segment_dataset(
     return load_segmentation(ds)
 
 
+def _cache_header(ds: CellDataset, head: Path, fmt: str, what: str, command: str) -> dict[str, Any]:
+    """The header of a cache in ``ds``, refused when missing or made for another version of the dataset."""
+    if not head.is_file():
+        raise CtcidError(f"no {what} here yet; run {command} first", ds.path)
+    header = read_versioned_json(head, fmt, FORMAT_VERSION, f"{what} header")
+    if header.get("dataset_fingerprint") != ds.fingerprint:
+        raise CtcidError(f"{what} were made for another version of this dataset; run {command} again", head.parent)
+    return header
+
+
 def load_segmentation(ds: CellDataset) -> SegmentationCache:
     """Open the cached segmentation of ``ds`` (``ctcid segment`` or ``ctcid features`` writes it)."""
     folder = ds.path / SEG_DIR
-    head = folder / "segmentation.json"
-    if not head.is_file():
-        raise CtcidError("no segmentation here yet; run `ctcid segment` (or `ctcid features`) first", ds.path)
-    header = read_versioned_json(head, SEG_FORMAT, FORMAT_VERSION, "segmentation header")
-    if header.get("dataset_fingerprint") != ds.fingerprint:
-        raise CtcidError("segmentation was made for another version of this dataset; run it again", folder)
+    header = _cache_header(ds, folder / "segmentation.json", SEG_FORMAT, "segmentation", "`ctcid segment`")
     masks = np.load(folder / header["masks"]["file"], mmap_mode="r", allow_pickle=False)
     if masks.shape != (len(ds), *ds.crop_size):
         raise CtcidError(f"mask store has shape {masks.shape}, expected {(len(ds), *ds.crop_size)}", folder)
@@ -265,12 +270,7 @@ def compute_features(
 def load_features(ds: CellDataset) -> pd.DataFrame:
     """The cached feature table of ``ds`` (rows in dataset order)."""
     folder = ds.path / FEAT_DIR
-    head = folder / "features.json"
-    if not head.is_file():
-        raise CtcidError("no features here yet; run `ctcid features` first", ds.path)
-    header = read_versioned_json(head, FEAT_FORMAT, FORMAT_VERSION, "features header")
-    if header.get("dataset_fingerprint") != ds.fingerprint:
-        raise CtcidError("features were computed for another version of this dataset; run it again", folder)
+    _cache_header(ds, folder / "features.json", FEAT_FORMAT, "features", "`ctcid features`")
     table = pd.read_parquet(folder / "features.parquet")
     if len(table) != len(ds):
         raise CtcidError(f"feature table has {len(table)} rows, the dataset {len(ds)} cells", folder)

@@ -16,6 +16,7 @@ __all__ = [
     "bundle_features",
     "bundle_inputs",
     "bundle_logits",
+    "infer_bundle",
     "infer_logits",
     "model_inputs",
     "resolve_device",
@@ -120,6 +121,20 @@ def infer_logits(
     return out
 
 
+def infer_bundle(bundle: object, ds: CellDataset, cells: np.ndarray, **kw: object) -> np.ndarray:
+    """:func:`infer_logits` for a loaded bundle: channels, scaling and input size from its metadata."""
+    meta = bundle.meta  # type: ignore[attr-defined]
+    return infer_logits(
+        bundle.model,  # type: ignore[attr-defined]
+        ds,
+        cells,
+        channels=meta.channels,
+        normalisation=meta.normalisation,
+        input_size=meta.input_size,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
 def bundle_features(meta: object, ds: CellDataset) -> np.ndarray | None:
     """The feature matrix ``[len(ds), F]`` a feature model reads (``None`` for an image-only model).
 
@@ -150,17 +165,8 @@ def bundle_inputs(bundle: object, ds: CellDataset, cells: np.ndarray, batch_size
     out = []
     if "image" in meta.inputs:
         out.append(
-            infer_logits(
-                bundle.model,  # type: ignore[attr-defined]
-                ds,
-                cells,
-                channels=meta.channels,
-                normalisation=meta.normalisation,
-                input_size=meta.input_size,
-                batch_size=batch_size,
-                device="cpu",
-                features=features,
-                call=lambda _m, args: args[0],
+            infer_bundle(
+                bundle, ds, cells, batch_size=batch_size, device="cpu", features=features, call=lambda _m, a: a[0]
             )
         )
     if features is not None:
@@ -193,13 +199,10 @@ def bundle_logits(
         if progress:
             progress(len(cells), len(cells))
         return out
-    return infer_logits(
-        model,
+    return infer_bundle(
+        bundle,
         ds,
         cells,
-        channels=meta.channels,
-        normalisation=meta.normalisation,
-        input_size=meta.input_size,
         batch_size=batch_size,
         device=device,
         precision=precision,
