@@ -711,6 +711,17 @@ def demo(
 # ----------------------------------------------------------------------------------------------- bench
 
 
+def _bench_result(result: dict, out: Path | None) -> None:
+    """Print a benchmark result and, with ``--out``, write it as JSON (atomically)."""
+    from ..io import atomic_write_text
+
+    _ui.out.print(json.dumps(result, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        _ui.out.print(f"wrote {out}")
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     cells: Annotated[int, typer.Option(help="Cells in the generated export.")] = 2000,
@@ -720,15 +731,10 @@ def bench_ingest(
 ) -> None:
     """Ingest throughput (cells/s) against a plain loop over the same files, in one run."""
     from ..bench import bench_ingest as run_bench
-    from ..io import atomic_write_text
 
     _ui.note(f"generating a {cells}-cell export, then timing both readers on it ...")
     result = run_bench(cells=cells, size=size, workers=workers)
-    _ui.out.print(json.dumps(result, indent=2))
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-        _ui.out.print(f"wrote {out}")
+    _bench_result(result, out)
 
 
 @bench_app.command("train")
@@ -746,7 +752,6 @@ def bench_train_cmd(
 ) -> None:
     """Training images/s: model only (tensors on the device) against end to end (store + augmentation)."""
     from ..bench import bench_train
-    from ..io import atomic_write_text
 
     result = bench_train(
         model=model,
@@ -759,11 +764,7 @@ def bench_train_cmd(
         workers=workers,
         compile=compile,
     )
-    _ui.out.print(json.dumps(result, indent=2))
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-        _ui.out.print(f"wrote {out}")
+    _bench_result(result, out)
 
 
 @bench_app.command("predict")
@@ -778,17 +779,12 @@ def bench_predict_cmd(
 ) -> None:
     """Prediction cells/s end to end (store, raw export) against model-only; on CPU also onnxruntime and INT8."""
     from ..bench import bench_predict
-    from ..io import atomic_write_text
 
     _ui.note(f"generating {cells} cells, then timing model-only and end-to-end prediction ...")
     result = bench_predict(
         model=model, cells=cells, size=size, batch_size=batch_size, device=device, precision=precision
     )
-    _ui.out.print(json.dumps(result, indent=2))
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-        _ui.out.print(f"wrote {out}")
+    _bench_result(result, out)
 
 
 @bench_app.command("features")
@@ -800,15 +796,10 @@ def bench_features_cmd(
 ) -> None:
     """Segmentation and feature cells/s against a per-cell scikit-image loop, in one run."""
     from ..bench import bench_features
-    from ..io import atomic_write_text
 
     _ui.note(f"rendering {cells} cells, then timing segmentation, features and the reference loop ...")
     result = bench_features(cells=cells, size=size, workers=workers or 0)
-    _ui.out.print(json.dumps(result, indent=2))
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-        _ui.out.print(f"wrote {out}")
+    _bench_result(result, out)
 
 
 # ----------------------------------------------------------------------------------------------- entry
