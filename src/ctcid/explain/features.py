@@ -122,9 +122,10 @@ def plot_importance(table: pd.DataFrame, path: str | Path, top: int = 20) -> Non
 
 
 def _functions(
-    model: Any, feats: np.ndarray, cells: np.ndarray, embedding: np.ndarray | None
+    model: Any, embedding: np.ndarray | None
 ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[torch.Tensor], torch.Tensor], bool]:
-    """Logits of ``cells`` as functions of their feature rows: numpy (importance) and torch (attributions)."""
+    """Logits of some cells as functions of their feature rows, numpy (importance) and torch (attributions),
+    with their image ``embedding`` held fixed for a dual-branch model; and whether they are differentiable."""
     from ..models import TreeEnsemble
 
     if isinstance(model, TreeEnsemble):
@@ -185,7 +186,7 @@ def explain_feature_model(
         )
 
     with torch.no_grad():
-        fwd_np, _, _ = _functions(model, feats, val_cells, embed(val_cells))
+        fwd_np, _, _ = _functions(model, embed(val_cells))
         importance = permutation_importance_table(
             fwd_np, feats[val_cells], labels[val_cells].astype(int), names, seed=cfg.seed
         )
@@ -205,7 +206,7 @@ def explain_feature_model(
         )
         cells = np.sort(keep)
     baseline = train_mean if train_mean is not None else _baseline(model, feats)
-    _, fwd_t, diff = _functions(model, feats, cells, embed(cells))
+    _, fwd_t, diff = _functions(model, embed(cells))
     attr = feature_attributions(fwd_t, feats[cells], baseline, differentiable=diff, seed=cfg.seed)
     t = ds.table.iloc[cells]
     frame = pd.concat(
@@ -267,7 +268,7 @@ def cell_attributions(bundle: Any, ds: Any, cells: np.ndarray, feats: np.ndarray
         emb = infer_bundle(
             bundle, ds, cells, device="cpu", features=feats, call=lambda m, a: m.image_embedding(a[0])
         )
-    _, fwd_t, diff = _functions(bundle.model, feats, cells, emb)
+    _, fwd_t, diff = _functions(bundle.model, emb)
     return feature_attributions(fwd_t, feats[cells], _baseline(bundle.model, feats), differentiable=diff)
 
 
