@@ -11,27 +11,11 @@ import typer
 
 from ..errors import CtcidError
 from . import _ui
+from ._app import ConfigOpt, OverwriteOpt, WorkersOpt, app, bench_app
 from ._train_opts import build_config, with_train_options
 
 if TYPE_CHECKING:
     import pandas as pd
-
-app = typer.Typer(
-    name="ctcid",
-    help="Find circulating tumour cells among leukocytes in single-cell images.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-bench_app = typer.Typer(
-    help="Benchmarks: throughput against a baseline measured in the same run.", no_args_is_help=True
-)
-app.add_typer(bench_app, name="bench")
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML file with options; flags override it.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")]
 
 
 def _version(value: bool) -> None:
@@ -801,6 +785,10 @@ def bench_features_cmd(
     result = bench_features(cells=cells, size=size, workers=workers or 0)
     _bench_result(result, out)
 
+
+# ----------------------------------------------------------------------------------------------- other modules
+
+# Commands defined in their own modules register themselves on ``app`` when imported (one line each).
 
 # ----------------------------------------------------------------------------------------------- entry
 
