@@ -53,9 +53,9 @@ def test_killed_ingest_leaves_nothing_a_later_command_accepts(big_export: Path, 
 
 
 def test_killed_predict_leaves_nothing_and_runs_again(big_export: Path, tmp_path: Path) -> None:
+    from ctcid.data import channel_normalisation
     from ctcid.io import IngestOptions, ingest
     from ctcid.models import BundleMeta, create_model, save_bundle
-    from ctcid.train.data import channel_normalisation
 
     ingest(big_export, tmp_path / "ds", IngestOptions())
     ds = CellDataset.open(tmp_path / "ds")

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from scipy.special import expit
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -23,13 +22,10 @@ from ctcid.errors import CtcidError
 from ctcid.evaluate import (
     METRICS,
     Split,
-    apply_temperature,
     bootstrap_metrics,
     check_no_leakage,
     classification_metrics,
-    count_errors,
     evaluate_predictions,
-    fit_temperature,
     fold_table,
     patient_folds,
     plot_calibration,
@@ -195,24 +191,6 @@ def test_threshold_max_f1_gives_the_best_f1_on_random_scores():
     assert not np.isin(t, p)  # strictly between two scores
 
 
-def test_fit_temperature_recovers_known_temperature():
-    rng = np.random.default_rng(0)
-    z = rng.normal(0, 2.0, 20_000)
-    y = (rng.random(z.size) < expit(z)).astype(int)
-    T = fit_temperature(2.0 * z, y)
-    assert T == pytest.approx(2.0, rel=0.1)
-    assert fit_temperature(2.0 * z, np.ones_like(y)) == 1.0
-
-
-def test_apply_temperature_is_stable_and_refuses_bad_t():
-    p = apply_temperature(np.array([-1e4, 0.0, 1e4, 2.0]), 2.0)
-    assert np.all(np.isfinite(p))
-    assert p.tolist()[:3] == [0.0, 0.5, 1.0]
-    assert p[3] == pytest.approx(1 / (1 + np.exp(-1.0)))
-    with pytest.raises(CtcidError):
-        apply_temperature([0.0], 0.0)
-
-
 def test_classification_metrics_match_sklearn():
     rng = np.random.default_rng(1)
     y = (rng.random(500) < 0.2).astype(int)
@@ -276,7 +254,9 @@ def test_bootstrap_vectorised_metrics_equal_explicit_resamples():
 def test_bootstrap_interval_contains_estimate_narrows_and_is_deterministic():
     ids, y, p = cohort(n_patients=10, cells=40, seed=1)
     small = bootstrap_metrics(y, p, 0.5, ids, n_boot=400, seed=0).set_index("metric")
-    assert list(small.columns) == ["value", "lo", "hi"]
+    assert list(small.columns) == ["value", "lo", "hi", "interval"]
+    assert small.loc["f1", "interval"] == "patients" and small.loc["tp", "interval"] == ""
+    assert np.isnan(small.loc[["tp", "fp", "tn", "fn", "n", "n_ctc"], ["lo", "hi"]].to_numpy()).all()
     point = classification_metrics(y, p, 0.5)
     for k in ("f1", "recall", "specificity", "roc_auc", "pr_auc", "brier"):
         assert small.loc[k, "value"] == pytest.approx(point[k])
@@ -294,52 +274,47 @@ def test_bootstrap_interval_contains_estimate_narrows_and_is_deterministic():
 
 def test_bootstrap_resamples_patients_not_cells():
     # All 50 CTCs sit in patient P00 and 30 of them are found. Resampling patients: every resample with P00 has
-    # recall exactly 0.6 (resamples without it are dropped), and the CTC count is 0 (P00 missed, p = 0.36) up to
-    # 100 or more (P00 drawn twice, p = 0.26). Resampling cells would give a spread of recalls and counts near 50.
+    # recall exactly 0.6 (resamples without it are dropped). Resampling cells gives a spread of recalls.
     ids = np.repeat([f"P{i:02d}" for i in range(20)], 50)
     y = np.zeros(ids.size, dtype=int)
     y[:50] = 1
     p = np.full(ids.size, 0.1)
     p[:30] = 0.9
-    df = bootstrap_metrics(y, p, 0.5, ids, n_boot=1000, seed=0).set_index("metric")
+    df = bootstrap_metrics(y, p, 0.5, ids, n_boot=1000, seed=0, interval="patients").set_index("metric")
     assert df.loc["recall", "lo"] == df.loc["recall", "hi"] == df.loc["recall", "value"] == 0.6
-    assert df.loc["n_ctc", "lo"] == 0
-    assert df.loc["n_ctc", "hi"] >= 100
-    assert df.loc["n", "lo"] == df.loc["n", "hi"] == 1000  # 20 patients of 50 cells drawn every time
+    cells = bootstrap_metrics(y, p, 0.5, ids, n_boot=1000, seed=0, interval="cells").set_index("metric")
+    assert cells.loc["recall", "lo"] < 0.5 < 0.7 < cells.loc["recall", "hi"]
+    # one patient with a CTC: "auto" cannot resample patients and says so
+    auto = bootstrap_metrics(y, p, 0.5, ids, n_boot=200, seed=0).set_index("metric")
+    assert auto.loc["recall", "interval"] == "cells"
+
+
+def test_cell_bootstrap_stays_within_patients():
+    # Patient A: all CTCs called; patient B: none called. Resampling cells within patients keeps 10 CTCs of each
+    # patient in every resample, so recall stays near 0.5; it never collapses to 0 or 1 as a patient resample does.
+    ids = np.repeat(["A", "B"], 20)
+    y = np.tile(np.r_[np.ones(10), np.zeros(10)], 2).astype(int)
+    p = np.where((ids == "A") & (y == 1), 0.9, 0.1)
+    df = bootstrap_metrics(y, p, 0.5, ids, n_boot=500, seed=0, interval="cells").set_index("metric")
+    assert df.loc["recall", "value"] == 0.5
+    assert 0.2 < df.loc["recall", "lo"] < 0.5 < df.loc["recall", "hi"] < 0.8
+    pat = bootstrap_metrics(y, p, 0.5, ids, n_boot=500, seed=0, interval="patients").set_index("metric")
+    assert pat.loc["recall", "lo"] == 0.0 and pat.loc["recall", "hi"] == 1.0
 
 
 # ----------------------------------------------------------------------------------------------- counts
 
 
-def test_count_errors_hand_made():
-    ids = ["A"] * 4 + ["B"] * 3 + ["C"] * 2
-    y = [1, 1, 0, 0, 0, 0, 0, 1, 1]
-    pred = [1, 0, 0, 0, 1, 1, 0, 1, 1]
-    p = [0.9, 0.4, 0.1, 0.1, 0.6, 0.7, 0.2, 0.8, 0.9]
-    table, summary = count_errors(y, pred, ids, p)
-    assert table["sample_id"].tolist() == ["A", "B", "C"]
-    assert table["cells"].tolist() == [4, 3, 2]
-    assert table["true_ctc"].tolist() == [2, 0, 2]
-    assert table["pred_ctc"].tolist() == [1, 2, 2]
-    assert table["error"].tolist() == [-1, 2, 0]
-    assert table["expected_ctc"].tolist() == pytest.approx([1.5, 1.5, 1.7])
-    assert summary["count_mae"] == pytest.approx(1.0)
-    assert summary["count_bias"] == pytest.approx(1 / 3)
-    assert summary["expected_count_mae"] == pytest.approx((0.5 + 1.5 + 0.3) / 3)
-    assert summary["count_spearman"] == pytest.approx(-0.5)  # ranks true (2.5, 1, 2.5) vs called (1, 2.5, 2.5)
-    _, s2 = count_errors(y, [0] * 9, ids)
-    assert np.isnan(s2["count_spearman"]) and np.isnan(s2["expected_count_mae"])
-
-
-def test_evaluate_predictions_combines_everything():
+def test_evaluate_predictions_reports_its_interval_method():
     ids, y, p = cohort(n_patients=8, cells=20, seed=3)
-    logits = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1)) * 2.0
-    r = evaluate_predictions(y, logits, ids, threshold=0.5, temperature=2.0, n_boot=50)
-    assert r["threshold"] == 0.5 and r["temperature"] == 2.0
+    r = evaluate_predictions(y, p, ids, threshold=0.5, n_boot=50)
     m = r["metrics"].set_index("metric")["value"]
-    assert m["f1"] == pytest.approx(classification_metrics(y, apply_temperature(logits, 2.0), 0.5)["f1"])
-    assert r["counts"]["pred_ctc"].sum() == m["tp"] + m["fp"]
-    assert set(r["count_summary"]) == {"count_mae", "count_bias", "count_spearman", "expected_count_mae"}
+    assert m["f1"] == pytest.approx(classification_metrics(y, p, 0.5)["f1"])
+    assert r["interval"] == "cells" and "too few to resample patients" in r["note"] and r["n_patients"] == 8
+    calls = p >= 0.7
+    r2 = evaluate_predictions(y, p, ids, calls=calls, n_boot=0, interval="patients")
+    assert r2["metrics"].set_index("metric").loc["tp", "value"] == ((y == 1) & calls).sum()
+    assert r2["note"].startswith("95% intervals resample the 8 patients")
 
 
 # ------------------------------------------------------------------------------------------------ tables

@@ -241,7 +241,7 @@ def test_segmentation_flags_an_empty_crop_and_bright_field_only_nuclei() -> None
     assert "seg_nucleus_from_bf" in flags[0]
     with pytest.raises(CtcidError, match="segmentation needs"):
         segment_cells(px[:, [0]], ["X"], 0.5)
-    with pytest.raises(CtcidError, match="otsu or li"):
+    with pytest.raises(CtcidError, match="threshold must be one of otsu, li"):
         SegmentConfig(threshold="mean").validate()
 
 

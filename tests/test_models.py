@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -11,6 +12,7 @@ from ctcid.errors import CtcidError
 from ctcid.models import (
     SYSTEM_A_BACKBONES,
     BundleMeta,
+    Calibration,
     check_compatible,
     create_model,
     load_bundle,
@@ -64,7 +66,7 @@ def _meta() -> BundleMeta:
         input_size=32,
         pixel_size_um=0.64,
         threshold=0.3,
-        temperature=1.5,
+        calibration=Calibration(prior_shift=0.5, slope=0.8, intercept=-0.2),
     )
 
 
@@ -76,9 +78,23 @@ def test_bundle_round_trip(tmp_path: Path):
     with torch.no_grad():
         torch.testing.assert_close(bundle.model(x), model(x))
     meta = json.loads((tmp_path / "b" / "model.json").read_text())
-    assert meta["threshold"] == 0.3 and meta["temperature"] == 1.5 and len(meta["weights_sha256"]) == 64
+    assert meta["threshold"] == 0.3 and len(meta["weights_sha256"]) == 64
+    assert meta["calibration"]["slope"] == 0.8 and meta["format_version"] == 2
+    assert bundle.meta.probabilities([0.5])[0] == pytest.approx(1 / (1 + np.exp(0.2)))
     assert bundle.model_id == meta["model_id"] and meta["model_id"].startswith("resnet18-")
     assert "torch" in meta["versions"] and meta["created"]
+
+
+def test_bundle_of_format_1_reads_its_temperature(tmp_path: Path):
+    save_bundle(tmp_path / "b", create_model("resnet18", in_chans=1), _meta())
+    path = tmp_path / "b" / "model.json"
+    old = json.loads(path.read_text())
+    old.pop("calibration")
+    old.update(format_version=1, temperature=2.0)
+    path.write_text(json.dumps(old))
+    meta = read_meta(tmp_path / "b")
+    assert meta.calibration_map().method == "temperature"
+    assert meta.probabilities([2.0])[0] == pytest.approx(1 / (1 + np.exp(-1.0)))
 
 
 def test_bundle_tampering_is_refused(tmp_path: Path):

@@ -15,7 +15,8 @@ import pytest
 from ctcid.errors import CtcidError
 from ctcid.evaluate import train_val_split
 from ctcid.io import CellDataset
-from ctcid.predict import expected_counts, predict
+from ctcid.models import read_meta
+from ctcid.predict import predict
 from ctcid.train import TrainConfig, fit
 
 FOUR = ["BF", "DAPI", "CK", "CD45"]
@@ -47,24 +48,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def test_expected_counts_are_the_poisson_binomial_mean_and_interval() -> None:
-    frame = pd.DataFrame(
-        {
-            "sample_id": ["A"] * 4 + ["B"] * 2,
-            "p_ctc": [0.9, 0.1, 0.5, 0.5, 0.0, 1.0],
-            "call": ["ctc", "wbc", "ctc", "wbc", "wbc", "ctc"],
-            "label": ["ctc", "wbc", "ctc", "wbc", "wbc", "ctc"],
-        }
-    )
-    c = expected_counts(frame).set_index("sample_id")
-    assert c.loc["A", "expected_ctc"] == pytest.approx(2.0)
-    sd = np.sqrt(0.09 + 0.09 + 0.25 + 0.25)
-    assert c.loc["A", "expected_ctc_lo"] == pytest.approx(2 - 1.96 * sd, abs=1e-3)
-    assert c.loc["A", "expected_ctc_hi"] == pytest.approx(2 + 1.96 * sd, abs=1e-3)
-    assert c.loc["B", "expected_ctc_lo"] == c.loc["B", "expected_ctc_hi"] == 1.0  # certain cells: no spread
-    assert c.loc["A", "predicted_ctc"] == 2 and c.loc["A", "true_ctc"] == 2
-
-
 def test_predict_from_a_dataset_and_from_a_raw_export_agree(trained: dict[str, Path], tmp_path: Path) -> None:
     a = predict(trained["model"], trained["ds"], tmp_path / "a")
     b = predict(trained["model"], trained["export"], tmp_path / "b")
@@ -76,10 +59,21 @@ def test_predict_from_a_dataset_and_from_a_raw_export_agree(trained: dict[str, P
     assert cols <= set(pd.read_parquet(tmp_path / "a" / "predictions.parquet").columns)
     counts = pd.read_csv(tmp_path / "a" / "counts.csv")
     assert counts["cells"].sum() == len(a.predictions) == len(CellDataset.open(trained["ds"]))
-    assert (counts["expected_ctc_lo"] <= counts["expected_ctc"]).all()
-    assert (counts["expected_ctc"] <= counts["expected_ctc_hi"]).all()
+    for m in ("expected", "adjusted", "ctc_estimate"):
+        col = m if m == "ctc_estimate" else f"{m}_ctc"
+        assert (counts[f"{col}_lo"] <= counts[col]).all() and (counts[col] <= counts[f"{col}_hi"]).all()
+    assert (counts["count_method"] == "expected").all()
+    assert (counts["ctc_estimate"] == counts["expected_ctc"]).all()
     # a few epochs on four patients: counts right for most patients of this easy cohort
-    assert (counts["predicted_ctc"] - counts["true_ctc"]).abs().median() <= 2
+    assert (counts["called_ctc"] - counts["true_ctc"]).abs().median() <= 2
+    assert (counts["expected_ctc"] - counts["true_ctc"]).abs().median() <= 2
+    info = json.loads((tmp_path / "a" / "predict.json").read_text())
+    assert info["count_method"] == "expected" and info["calibration"]["method"] == "platt"
+    # the queue's uncertainty peaks where calls flip: at the bundle's threshold, not at p = 0.5
+    pred = a.predictions
+    nearest = pred.loc[pred["uncertainty"].idxmax(), "p_ctc"]
+    threshold = read_meta(trained["model"]).threshold
+    assert abs(nearest - threshold) <= abs(pred["p_ctc"] - threshold).min() + 1e-9
     with pytest.raises(CtcidError, match="already exists"):
         predict(trained["model"], trained["ds"], tmp_path / "a")
 

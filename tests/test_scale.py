@@ -29,8 +29,8 @@ def _cgroup(limit: int) -> Path:
 
 @pytest.mark.slow
 def test_predict_over_a_dataset_larger_than_its_memory_cap(tmp_path: Path) -> None:
+    from ctcid.data import channel_normalisation
     from ctcid.models import BundleMeta, create_model, save_bundle
-    from ctcid.train.data import channel_normalisation
 
     if not CGROUP_V1.is_dir():
         pytest.skip("no cgroup-v1 memory controller")

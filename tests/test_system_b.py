@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
+from ctcid.data import feature_matrix, select_features
 from ctcid.errors import CtcidError
 from ctcid.evaluate import patient_folds
 from ctcid.io import CellDataset
 from ctcid.models import FeatureScaler, TreeEnsemble, create_model, load_bundle, read_meta
 from ctcid.predict import bundle_logits
-from ctcid.train import TrainConfig, fit
-from ctcid.train.features import feature_inputs, select_features
+from ctcid.train import TrainConfig
+from ctcid.workflows import train_model as fit
 
 FOUR = ["BF", "DAPI", "CK", "CD45"]
 
@@ -107,18 +108,18 @@ def test_features_gbm_trains_explains_and_round_trips(synth_store: Path, tmp_pat
     assert res.test_metrics["metrics"]["f1"]["value"] > 0.8
     meta = read_meta(run / "model")
     assert meta.architecture == "features_gbm" and meta.inputs == ["features"]
-    assert "ck_cd45_ratio" in meta.features["names"]
+    assert "ck_cd45_ratio" in meta.features.names
     bundle = load_bundle(run / "model")
     assert isinstance(bundle.model, TreeEnsemble)
     test = pd.read_csv(run / "test_predictions.csv")
     cells = ds.table.reset_index().set_index("cell_id").loc[test["cell_id"], "index"].to_numpy()
     np.testing.assert_allclose(bundle_logits(bundle, ds, cells), test["logit"], rtol=1e-5, atol=1e-5)
     imp = pd.read_csv(run / "feature_importance.csv")
-    assert imp["rank"].tolist() == list(range(1, len(meta.features["names"]) + 1))
+    assert imp["rank"].tolist() == list(range(1, len(meta.features.names) + 1))
     assert imp["importance_mean"].is_monotonic_decreasing and imp["importance_mean"].iloc[0] > 0
     attr = pd.read_parquet(run / "feature_attributions.parquet")
-    assert len(attr) == len(test) and set(meta.features["names"]) <= set(attr.columns)
-    assert np.isfinite(attr[meta.features["names"]].to_numpy()).all()
+    assert len(attr) == len(test) and set(meta.features.names) <= set(attr.columns)
+    assert np.isfinite(attr[meta.features.names].to_numpy()).all()
     # the explain command attributes the features of chosen cells
     from ctcid.cli.main import run as cli
 
@@ -143,11 +144,12 @@ def test_feature_networks_train_and_round_trip(synth_store: Path, tmp_path: Path
     fit(ds, _split(ds), _cfg(model=model, backbone="resnet18", **extra), tmp_path / model)
     run = tmp_path / model
     bundle = load_bundle(run / "model")
-    assert bundle.meta.model_kwargs["n_features"] == len(bundle.meta.features["names"])
+    assert bundle.meta.model_kwargs["n_features"] == len(bundle.meta.features.names)
     test = pd.read_csv(run / "test_predictions.csv")
     cells = ds.table.reset_index().set_index("cell_id").loc[test["cell_id"], "index"].to_numpy()
     np.testing.assert_allclose(bundle_logits(bundle, ds, cells, device="cpu"), test["logit"], rtol=1e-4, atol=1e-4)
-    X, _ = feature_inputs(ds, _cfg())
+    cfg = _cfg()
+    X, _ = feature_matrix(ds, cfg.segmentation, cfg.features, channels=cfg.channels)
     train = np.asarray(_split(ds).train)
     np.testing.assert_allclose(
         bundle.model.scaler.mean.numpy(), np.nanmean(X[train].astype(np.float64), axis=0), rtol=1e-4, atol=1e-3

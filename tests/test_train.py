@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ctcid.data import BatchPlan, StoreBatches, training_samples
 from ctcid.errors import CtcidError
 from ctcid.evaluate import Split, patient_folds, train_val_split
 from ctcid.io import CellDataset
 from ctcid.models import load_bundle
 from ctcid.train import TrainConfig, fit
-from ctcid.train.data import BatchPlan, StoreBatches, training_samples
 
 FAST = TrainConfig(model="resnet10t", epochs=2, batch_size=32, n_boot=50, progress=False, patience=5, lr=3e-3)
 
@@ -40,11 +40,11 @@ def test_fit_writes_a_complete_run(small_store: Path, tmp_path: Path):
     assert bundle.meta.channels == ["BF"] and bundle.meta.crop_size == [32, 32]
     assert (
         bundle.meta.threshold == pytest.approx(res.threshold)
-        and bundle.meta.training["config"]["model"] == "resnet10t"
+        and bundle.meta.training.config["model"] == "resnet10t"
     )
     assert (tmp_path / "run" / "training_curves.png").stat().st_size > 1000
     val = pd.read_csv(tmp_path / "run" / "val_predictions.csv")
-    assert set(val["sample_id"]) == set(bundle.meta.training["val_samples"])
+    assert set(val["sample_id"]) == set(bundle.meta.training.val_samples)
     assert ((val["p_ctc"] >= res.threshold) == (val["call"] == "ctc")).all()
 
 
@@ -106,7 +106,7 @@ def test_dapi_in_training_only(small_store: Path, tmp_path: Path):
     res = fit(ds, _split(ds), cfg, tmp_path / "run")
     meta = load_bundle(res.bundle).meta
     assert meta.channels == ["BF"] and list(meta.normalisation) == ["BF"]  # test time stays bright field only
-    assert meta.training["config"]["train_extra_channels"] == ["DAPI"]
+    assert meta.training.config["train_extra_channels"] == ["DAPI"]
 
 
 def test_balanced_sampler_draws_classes_equally(small_store: Path):
@@ -153,13 +153,13 @@ def test_killed_run_resumes_to_the_same_result(small_store: Path, tmp_path: Path
 
 
 def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
-    from ctcid.train.cv import run_variants, system_a_variants
+    from ctcid.workflows import run_variants, system_a_variants
 
     ds = CellDataset.open(small_store)
     base = replace(FAST, epochs=1, n_folds=2)
     variants = system_a_variants(base)
     assert list(variants) == ["bf", "bf+geometric", "bf+illumination", "bf+noise", "bf+aug", "bf+aug+dapi"]
-    assert variants["bf"].augment_config().families() == []
+    assert variants["bf"].augment.families() == []
     assert variants["bf+aug+dapi"].train_extra_channels == ["DAPI"]
     picked = {k: variants[k] for k in ("bf", "bf+aug+dapi")}
     res = run_variants(ds, picked, tmp_path / "abl", base=base, title="t")
@@ -179,7 +179,7 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
 def test_flatfield_and_window_normalisation(small_store: Path):
     import torch
 
-    from ctcid.train.data import Normalizer, channel_normalisation
+    from ctcid.data import Normalizer, channel_normalisation
 
     ds = CellDataset.open(small_store)
     norm = channel_normalisation(ds, ["BF", "CK"], flatfield=["BF"])

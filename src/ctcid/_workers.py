@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import multiprocessing
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, TypeVar
 
-__all__ = ["START_METHOD", "process_pool", "usable_cores"]
+__all__ = ["START_METHOD", "in_order", "process_pool", "usable_cores"]
+
+T = TypeVar("T")
 
 #: Worker start method: fork where it is safe and cheap (Linux; no ``if __name__ == "__main__"`` guard
 #: needed in the calling script), spawn elsewhere.
@@ -25,3 +30,25 @@ def usable_cores() -> int:
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` processes started with :data:`START_METHOD`."""
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(START_METHOD))
+
+
+def in_order(
+    pool: ProcessPoolExecutor | None, fn: Callable[..., T], items: Sequence[Any], ahead: int, *args: Any
+) -> Iterator[tuple[int, T]]:
+    """``(i, fn(items[i], *args))`` for every item, in order.
+
+    With a ``pool``, at most ``ahead`` items are submitted ahead of the one being returned (a bounded read-ahead,
+    so memory stays flat however many items there are); without one, each item runs in this process when its
+    turn comes.
+
+    >>> list(in_order(None, pow, [2, 3], 2, 2))
+    [(0, 4), (1, 9)]
+    """
+    pending: collections.deque[tuple[int, Future | None]] = collections.deque()
+    next_item = 0
+    while next_item < len(items) or pending:
+        while next_item < len(items) and len(pending) < ahead:
+            pending.append((next_item, pool.submit(fn, items[next_item], *args) if pool else None))
+            next_item += 1
+        index, future = pending.popleft()
+        yield index, future.result() if future else fn(items[index], *args)

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..config import ConfigError, Options, option
 from ..errors import CtcidError
 from ._kernels import affine_theta, blur_radius, gaussian_blur, gradient_gain, resize, speck_field, warp
 
@@ -78,104 +79,95 @@ def augment_families() -> tuple[str, ...]:
     return _FAMILIES
 
 
+#: Allowed extent of each (low, high) range option.
+_RANGE_LIMITS = {
+    "scale_range": (0.25, 4.0),
+    "gamma_range": (0.1, 10.0),
+    "blur_sigma": (0.1, 5.0),
+    "artefact_radius": (0.25, 10.0),
+    "artefact_amplitude": (0.0, 1.0),
+    "poisson_peak": (1.0, 1e9),
+}
+
+
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(Options):
     """Parameters of the three augmentation families (System A), with the defaults used for training.
 
     Intensities are in units of the windowed input, where 0 is the dark background end and 1 the bright end of
     a channel's percentile window; lengths are in pixels of the output crop. Ranges are ``(low, high)`` pairs;
     "uniform" and "log-uniform" draws are independent per sample. The families apply in the order geometric,
     illumination, noise, and the operations within a family in the order listed here. The output is not
-    clipped: the caller normalises it (mean/std) for the model.
-
-    Parameters
-    ----------
-    geometric, illumination, noise : bool, default True
-        Switch each family on or off; :meth:`none` switches all three off.
-    hflip_p, vflip_p : float, default 0.5
-        *Geometric.* Probability of a left-right / top-bottom mirror. The geometric operations of a sample are
-        composed into one affine transform, shared by all its channels, and applied by one bilinear resample.
-    rot90 : bool, default True
-        *Geometric.* Rotate by a uniform number of quarter turns (0, 90, 180 or 270 degrees).
-    rotate_deg : float, default 45.0
-        *Geometric.* Free rotation in degrees, uniform in ``+/- rotate_deg``, on top of the quarter turns. With
-        ``rot90`` the defaults give a uniform orientation: cells have no preferred direction on the slide.
-    shift_frac : float, default 0.1
-        *Geometric.* Shift, uniform in ``+/- shift_frac`` of the crop width (x) and height (y), independently
-        per axis. Detection centres the cell to within a few pixels; 0.1 of an 80 px crop is 8 px.
-    scale_range : (float, float), default (0.9, 1.1)
-        *Geometric.* Magnification, log-uniform in the range (> 1 enlarges the cell). Kept narrow because cell
-        size is a genuine cue (CTCs are mostly larger than the leukocytes left after enrichment); +/- 10 %
-        covers the spread of pixel sizes and magnifications between instruments.
-    padding : {"reflection", "border"}, default "reflection"
-        *Geometric.* How positions that a rotation, shift or zoom-out brings in from outside the crop are
-        filled. ``"reflection"`` mirrors the crop, so the background continues with its own texture and noise
-        and no dark corners appear; ``"border"`` repeats the edge pixels, which leaves noiseless streaks.
-    blur_p : float, default 0.2
-        *Illumination.* Probability of a defocus blur.
-    blur_sigma : (float, float), default (0.5, 1.5)
-        *Illumination.* Standard deviation of the blur in pixels, uniform in the range (at most 5 px). All
-        channels of a sample get the same blur (same optics).
-    uneven : float, default 0.15
-        *Illumination.* Uneven illumination: a multiplicative linear ramp shared by all channels, in a uniform
-        direction, whose gain spans ``1 +/- a`` over the crop with ``a`` uniform in ``[0, uneven]`` (below 1).
-    gamma_range : (float, float), default (0.8, 1.25)
-        *Illumination.* Gamma, log-uniform in the range, applied as ``clamp(x, 0) ** gamma`` (monotone; 0 and 1
-        stay fixed).
-    contrast : float, default 0.2
-        *Illumination.* Contrast factor ``c``, uniform in ``1 +/- contrast`` (at most 1), applied around the
-        sample's spatial mean per channel: ``mean + c * (x - mean)``.
-    brightness : float, default 0.1
-        *Illumination.* Additive offset, uniform in ``+/- brightness``.
-    channel_independent : bool, default True
-        *Illumination.* Draw gamma, contrast and brightness independently for each channel of a sample (stain
-        intensity and exposure vary per channel), or share one draw across its channels.
-    artefact_p : float, default 0.1
-        *Noise.* Probability that a sample gets 1 to ``MAX_SPECKS`` (uniform count) dust specks at uniform
-        positions, added to all channels. Each speck is a round spot with a Gaussian profile (dust out of the
-        focal plane), ``artefact_radius`` being its radius at half maximum.
-    artefact_radius : (float, float), default (1.0, 3.0)
-        *Noise.* Speck radius in pixels, uniform in the range.
-    artefact_amplitude : (float, float), default (0.1, 0.4)
-        *Noise.* Speck peak height, uniform in the range; bright or dark with probability 0.5 each.
-    gaussian_std : float, default 0.03
-        *Noise.* Additive Gaussian read noise with a standard deviation uniform in ``[0, gaussian_std]``.
-    poisson_p : float, default 0.5
-        *Noise.* Probability of shot noise, approximated as Gaussian with variance ``clamp(x, 0) / peak``, so
-        brighter pixels get more noise. Read and shot noise are drawn as one Gaussian with the summed variance.
-    poisson_peak : (float, float), default (100.0, 1000.0)
-        *Noise.* Photons collected at intensity 1, log-uniform in the range: a shot noise of 0.1 down to 0.03
-        at the bright end.
+    clipped: the caller normalises it (mean/std) for the model. The geometric operations of a sample are
+    composed into one affine transform, shared by all its channels, and applied by one bilinear resample.
     """
 
-    geometric: bool = True
-    illumination: bool = True
-    noise: bool = True
-    # geometric
-    hflip_p: float = 0.5
-    vflip_p: float = 0.5
-    rot90: bool = True
-    rotate_deg: float = 45.0
-    shift_frac: float = 0.1
-    scale_range: tuple[float, float] = (0.9, 1.1)
-    padding: str = "reflection"
-    # illumination
-    blur_p: float = 0.2
-    blur_sigma: tuple[float, float] = (0.5, 1.5)
-    uneven: float = 0.15
-    gamma_range: tuple[float, float] = (0.8, 1.25)
-    contrast: float = 0.2
-    brightness: float = 0.1
-    channel_independent: bool = True
-    # noise
-    artefact_p: float = 0.1
-    artefact_radius: tuple[float, float] = (1.0, 3.0)
-    artefact_amplitude: tuple[float, float] = (0.1, 0.4)
-    gaussian_std: float = 0.03
-    poisson_p: float = 0.5
-    poisson_peak: tuple[float, float] = (100.0, 1000.0)
+    geometric: bool = option(True, help="Switch the geometric family on or off.")
+    illumination: bool = option(True, help="Switch the illumination family on or off.")
+    noise: bool = option(True, help="Switch the noise family on or off.")
+    hflip_p: float = option(0.5, help="Geometric: probability of a left-right mirror.", ge=0, le=1)
+    vflip_p: float = option(0.5, help="Geometric: probability of a top-bottom mirror.", ge=0, le=1)
+    rot90: bool = option(True, help="Geometric: rotate by a uniform number of quarter turns.")
+    rotate_deg: float = option(
+        45.0,
+        help="Geometric: free rotation in degrees, uniform in +/- rotate_deg, on top of the quarter turns (with "
+        "rot90 the defaults give a uniform orientation: cells have no preferred direction).",
+        ge=0,
+        le=180,
+    )
+    shift_frac: float = option(
+        0.1, help="Geometric: shift, uniform in +/- this fraction of the crop, per axis.", ge=0, le=0.5
+    )
+    scale_range: tuple[float, float] = option(
+        (0.9, 1.1),
+        help="Geometric: magnification, log-uniform in the range; narrow because cell size is a genuine cue.",
+    )
+    padding: str = option(
+        "reflection",
+        help="Geometric: how positions brought in from outside the crop are filled (reflection mirrors the crop; "
+        "border repeats the edge pixels).",
+        choices=_PADDING_MODES,
+    )
+    blur_p: float = option(0.2, help="Illumination: probability of a defocus blur.", ge=0, le=1)
+    blur_sigma: tuple[float, float] = option(
+        (0.5, 1.5), help="Illumination: blur sigma in px, uniform in the range, the same for all channels."
+    )
+    uneven: float = option(
+        0.15,
+        help="Illumination: uneven illumination, a linear ramp whose gain spans 1 +/- a over the crop, a uniform "
+        "in [0, uneven].",
+        ge=0,
+        lt=1,
+    )
+    gamma_range: tuple[float, float] = option(
+        (0.8, 1.25), help="Illumination: gamma, log-uniform in the range, as clamp(x, 0) ** gamma."
+    )
+    contrast: float = option(
+        0.2, help="Illumination: contrast factor uniform in 1 +/- contrast, around the sample's mean.", ge=0, le=1
+    )
+    brightness: float = option(0.1, help="Illumination: additive offset, uniform in +/- brightness.", ge=0, le=1)
+    channel_independent: bool = option(
+        True, help="Illumination: draw gamma, contrast and brightness independently per channel."
+    )
+    artefact_p: float = option(
+        0.1, help="Noise: probability of 1 to MAX_SPECKS dust specks (Gaussian spots) in all channels.", ge=0, le=1
+    )
+    artefact_radius: tuple[float, float] = option((1.0, 3.0), help="Noise: speck radius at half maximum (px).")
+    artefact_amplitude: tuple[float, float] = option(
+        (0.1, 0.4), help="Noise: speck peak height, bright or dark with probability 0.5 each."
+    )
+    gaussian_std: float = option(
+        0.03, help="Noise: additive read noise, standard deviation uniform in [0, gaussian_std].", ge=0, le=1
+    )
+    poisson_p: float = option(
+        0.5, help="Noise: probability of shot noise (variance clamp(x, 0) / peak).", ge=0, le=1
+    )
+    poisson_peak: tuple[float, float] = option(
+        (100.0, 1000.0), help="Noise: photons collected at intensity 1, log-uniform in the range."
+    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # ranges read from YAML arrive as lists; keep them as (low, high) tuples so the config stays hashable
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -183,27 +175,13 @@ class AugmentConfig:
                 object.__setattr__(self, f.name, tuple(value))
         self.validate()
 
-    def validate(self) -> None:
-        """Check every parameter; raise :class:`~ctcid.errors.CtcidError` naming the first bad one."""
-        for name in ("geometric", "illumination", "noise", "rot90", "channel_independent"):
-            if not isinstance(getattr(self, name), bool):
-                _fail(name, getattr(self, name), "must be true or false")
-        for name in ("hflip_p", "vflip_p", "blur_p", "artefact_p", "poisson_p"):
-            _number(self, name, 0.0, 1.0)
-        _number(self, "rotate_deg", 0.0, 180.0)
-        _number(self, "shift_frac", 0.0, 0.5)
-        _number(self, "uneven", 0.0, 1.0, high_open=True)
-        _number(self, "contrast", 0.0, 1.0)
-        _number(self, "brightness", 0.0, 1.0)
-        _number(self, "gaussian_std", 0.0, 1.0)
-        _range(self, "scale_range", 0.25, 4.0)
-        _range(self, "gamma_range", 0.1, 10.0)
-        _range(self, "blur_sigma", 0.1, 5.0)
-        _range(self, "artefact_radius", 0.25, 10.0)
-        _range(self, "artefact_amplitude", 0.0, 1.0)
-        _range(self, "poisson_peak", 1.0, 1e9)
-        if self.padding not in _PADDING_MODES:
-            _fail("padding", self.padding, f"must be one of {', '.join(_PADDING_MODES)}")
+    def __check__(self) -> None:
+        for name, (low, high) in _RANGE_LIMITS.items():
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ConfigError(name, f"must have low <= high, got {(lo, hi)!r}")
+            if lo < low or hi > high:
+                raise ConfigError(name, f"must lie within [{low:g}, {high:g}], got {(lo, hi)!r}")
 
     @classmethod
     def none(cls) -> AugmentConfig:
@@ -213,33 +191,6 @@ class AugmentConfig:
     def families(self) -> list[str]:
         """Names of the families switched on, in the order geometric, illumination, noise."""
         return [name for name in _FAMILIES if getattr(self, name)]
-
-
-def _fail(name: str, value: Any, what: str) -> None:
-    raise CtcidError(f"augment option {name} {what} (got {value!r})")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _number(cfg: AugmentConfig, name: str, low: float, high: float, *, high_open: bool = False) -> None:
-    value = getattr(cfg, name)
-    if not _is_number(value):
-        _fail(name, value, "must be a number")
-    if value < low or value > high or (high_open and value == high):
-        _fail(name, value, f"must be in [{low:g}, {high:g}{')' if high_open else ']'}")
-
-
-def _range(cfg: AugmentConfig, name: str, low: float, high: float) -> None:
-    value = getattr(cfg, name)
-    if not (isinstance(value, tuple) and len(value) == 2 and all(_is_number(v) for v in value)):
-        _fail(name, value, "must be a pair of numbers (low, high)")
-    lo, hi = value
-    if lo > hi:
-        _fail(name, value, "must have low <= high")
-    if lo < low or hi > high:
-        _fail(name, value, f"must lie within [{low:g}, {high:g}]")
 
 
 @dataclass(frozen=True)

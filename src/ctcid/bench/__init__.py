@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from .counts import bench_counts
+from .detect import bench_detect
 from .features import bench_features
 from .ingest import bench_ingest, machine_info
 from .predict import bench_predict
 from .train import bench_train
 
-__all__ = ["bench_features", "bench_ingest", "bench_predict", "bench_train", "machine_info"]
+__all__ = [
+    "bench_counts",
+    "bench_detect",
+    "bench_features",
+    "bench_ingest",
+    "bench_predict",
+    "bench_train",
+    "machine_info",
+]

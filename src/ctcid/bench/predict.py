@@ -24,6 +24,9 @@ import torch
 
 __all__ = ["bench_predict"]
 
+#: The channels of the generated cohort, in bundle order.
+CHANNELS = ("BF", "DAPI", "CK", "CD45")
+
 
 def _rate(n: int, fn: Any, repeats: int = 1) -> float:
     fn()  # warm-up
@@ -43,19 +46,11 @@ def bench_predict(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Time prediction paths on a generated 4-channel cohort (see the module docstring)."""
-    from ..export.onnx import OnnxModel, _export, quantise_onnx
-    from ..io import CellDataset, IngestOptions, ingest
-    from ..models import BundleMeta, create_model, save_bundle
-    from ..predict import autocast_dtype, bundle_inputs, predict, resolve_device
-    from ..synth import SynthConfig, generate_cohort
-    from ..train.data import channel_normalisation
+    from .._runtime import autocast_dtype, resolve_device
     from .ingest import machine_info
 
     dev = resolve_device(device)
     amp = autocast_dtype(dev, precision)
-    channels = ["BF", "DAPI", "CK", "CD45"]
-    patients = max(1, cells // 200)
-    cfg = SynthConfig(patients=patients, cells_per_patient=max(1, cells // patients), seed=seed, size=size)
     result: dict[str, Any] = {
         "benchmark": "predict",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -68,57 +63,16 @@ def bench_predict(
     }
     with tempfile.TemporaryDirectory(prefix="ctcid-bench-") as tmp:
         tmp = Path(tmp)
-        (tmp / "export").mkdir()
-        generate_cohort(tmp / "export", cfg)
-        ingest(tmp / "export", tmp / "ds", IngestOptions())
-        ds = CellDataset.open(tmp / "ds")
+        ds, net = _cohort_and_bundle(tmp, model, cells, size, seed)
         n = len(ds)
-        net = create_model(model, in_chans=len(channels)).eval()
-        norm = channel_normalisation(ds, channels, ["BF"])
-        samples = sorted(set(ds.table["sample_id"]))
-        meta = BundleMeta(
-            architecture=model,
-            channels=channels,
-            normalisation=norm,
-            crop_size=list(ds.crop_size),
-            input_size=size,
-            pixel_size_um=ds.pixel_size_um,
-            training={"ingest": ds.header.get("ingest", {}), "train_samples": samples, "val_samples": samples},
-        )
-        save_bundle(tmp / "model", net, meta)
         result["cells"] = n
 
-        x = torch.randn(batch_size, len(channels), size, size, device=dev)
+        x = torch.randn(batch_size, len(CHANNELS), size, size, device=dev)
         net = net.to(dev)
         if dev.type == "cuda":
             net = net.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
-
-        def model_only() -> None:
-            with torch.inference_mode(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                for _ in range(max(1, n // batch_size)):
-                    net(x)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-
-        torch_only = _rate(max(1, n // batch_size) * batch_size, model_only, repeats=3)
-        store = _rate(
-            n,
-            lambda: predict(
-                tmp / "model", tmp / "ds", tmp / "p1", batch_size=batch_size, device=str(dev.type), overwrite=True
-            ),
-        )
-        raw = _rate(
-            n,
-            lambda: predict(
-                tmp / "model",
-                tmp / "export",
-                tmp / "p2",
-                batch_size=batch_size,
-                device=str(dev.type),
-                overwrite=True,
-            ),
-        )
+        torch_only, store, raw = _torch_rates(tmp, net, x, n, dev, amp)
         result.update(
             {
                 "torch_model_only_cells_per_s": round(torch_only, 1),
@@ -128,47 +82,115 @@ def bench_predict(
             }
         )
         if dev.type == "cpu":
-            from ..models import load_bundle
-
-            bundle = load_bundle(tmp / "model")
-            feeds = bundle_inputs(bundle, ds, np.arange(min(n, 256)))
-            _export(bundle.model, (torch.from_numpy(feeds[0][:2]),), ["image"], tmp / "model" / "model.onnx")
-            xs = x.cpu().numpy()
-            reps = max(1, n // batch_size)
-
-            def ort_rate(path: Path) -> float:
-                gc.collect()  # no idle session of an earlier step keeps its threads busy
-                session = OnnxModel(path, ("image",)).session
-                rate = _rate(
-                    reps * batch_size, lambda: [session.run(None, {"image": xs}) for _ in range(reps)], repeats=3
-                )
-                del session
-                gc.collect()
-                return rate
-
-            ort_fp32 = ort_rate(tmp / "model" / "model.onnx")
-            onnx_store = _rate(
-                n,
-                lambda: predict(
-                    tmp / "model", tmp / "ds", tmp / "p3", engine="onnx", batch_size=batch_size, overwrite=True
-                ),
-            )
-            quantise_onnx(tmp / "model" / "model.onnx", tmp / "int8.onnx", {"image": feeds[0]}, tmp)
-            ort_int8 = ort_rate(tmp / "int8.onnx")
-            result.update(
-                {
-                    "onnxruntime_fp32_model_only_cells_per_s": round(ort_fp32, 1),
-                    "onnxruntime_int8_model_only_cells_per_s": round(ort_int8, 1),
-                    "onnx_end_to_end_from_store_cells_per_s": round(onnx_store, 1),
-                    "ratio_onnxruntime_vs_torch_eager": round(ort_fp32 / torch_only, 3),
-                    "ratio_onnx_store_vs_onnxruntime_model_only": round(onnx_store / ort_fp32, 3),
-                    "ratio_int8_vs_fp32": round(ort_int8 / ort_fp32, 3),
-                    "targets": {
-                        "onnx_store_vs_onnxruntime_model_only": 0.90,
-                        "int8_vs_fp32": 1.8,
-                    },
-                }
-            )
+            result.update(_onnx_rates(tmp, ds, x, torch_only))
         else:
             result["targets"] = {"store_vs_model_only": 0.85}
     return result
+
+
+def _cohort_and_bundle(tmp: Path, model: str, cells: int, size: int, seed: int) -> tuple[Any, torch.nn.Module]:
+    """Generate a cohort as a raw export in ``tmp/export``, ingest it to ``tmp/ds`` and save an untrained bundle
+    of ``model`` to ``tmp/model``; return the dataset and the network."""
+    from ..data import channel_normalisation
+    from ..io import CellDataset, IngestOptions, ingest
+    from ..models import BundleMeta, create_model, save_bundle
+    from ..synth import SynthConfig, generate_cohort
+
+    patients = max(1, cells // 200)
+    cfg = SynthConfig(patients=patients, cells_per_patient=max(1, cells // patients), seed=seed, size=size)
+    (tmp / "export").mkdir()
+    generate_cohort(tmp / "export", cfg)
+    ingest(tmp / "export", tmp / "ds", IngestOptions())
+    ds = CellDataset.open(tmp / "ds")
+    net = create_model(model, in_chans=len(CHANNELS)).eval()
+    norm = channel_normalisation(ds, list(CHANNELS), ["BF"])
+    samples = sorted(set(ds.table["sample_id"]))
+    meta = BundleMeta(
+        architecture=model,
+        channels=list(CHANNELS),
+        normalisation=norm,
+        crop_size=list(ds.crop_size),
+        input_size=size,
+        pixel_size_um=ds.pixel_size_um,
+        training={"ingest": ds.header.get("ingest", {}), "train_samples": samples, "val_samples": samples},
+    )
+    save_bundle(tmp / "model", net, meta)
+    return ds, net
+
+
+def _torch_rates(
+    tmp: Path, net: torch.nn.Module, x: torch.Tensor, n: int, dev: torch.device, amp: torch.dtype | None
+) -> tuple[float, float, float]:
+    """Cells/s of the network alone on the random batch ``x`` already on the device, and of ``predict`` from the
+    dataset store and from the raw export."""
+    from ..predict import predict
+
+    batch_size = len(x)
+
+    def model_only() -> None:
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+            for _ in range(max(1, n // batch_size)):
+                net(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    torch_only = _rate(max(1, n // batch_size) * batch_size, model_only, repeats=3)
+    store = _rate(
+        n,
+        lambda: predict(
+            tmp / "model", tmp / "ds", tmp / "p1", batch_size=batch_size, device=str(dev.type), overwrite=True
+        ),
+    )
+    raw = _rate(
+        n,
+        lambda: predict(
+            tmp / "model", tmp / "export", tmp / "p2", batch_size=batch_size, device=str(dev.type), overwrite=True
+        ),
+    )
+    return torch_only, store, raw
+
+
+def _onnx_rates(tmp: Path, ds: Any, x: torch.Tensor, torch_only: float) -> dict[str, Any]:
+    """On the CPU: onnxruntime FP32 and INT8 (statically quantised, calibrated on the cohort) model only, and
+    ``predict --engine onnx`` from the store, with their ratios and targets."""
+    from ..export.onnx import _export, quantise_onnx
+    from ..models import load_bundle
+    from ..predict import bundle_inputs, predict
+    from ..predict.onnx import OnnxModel
+
+    n, batch_size = len(ds), len(x)
+    bundle = load_bundle(tmp / "model")
+    feeds = bundle_inputs(bundle, ds, np.arange(min(n, 256)))
+    _export(bundle.model, (torch.from_numpy(feeds[0][:2]),), ["image"], tmp / "model" / "model.onnx")
+    xs = x.cpu().numpy()
+    reps = max(1, n // batch_size)
+
+    def ort_rate(path: Path) -> float:
+        gc.collect()  # no idle session of an earlier step keeps its threads busy
+        session = OnnxModel(path, ("image",)).session
+        rate = _rate(reps * batch_size, lambda: [session.run(None, {"image": xs}) for _ in range(reps)], repeats=3)
+        session = None  # closed before the next step
+        gc.collect()
+        return rate
+
+    ort_fp32 = ort_rate(tmp / "model" / "model.onnx")
+    onnx_store = _rate(
+        n,
+        lambda: predict(
+            tmp / "model", tmp / "ds", tmp / "p3", engine="onnx", batch_size=batch_size, overwrite=True
+        ),
+    )
+    quantise_onnx(tmp / "model" / "model.onnx", tmp / "int8.onnx", {"image": feeds[0]}, tmp)
+    ort_int8 = ort_rate(tmp / "int8.onnx")
+    return {
+        "onnxruntime_fp32_model_only_cells_per_s": round(ort_fp32, 1),
+        "onnxruntime_int8_model_only_cells_per_s": round(ort_int8, 1),
+        "onnx_end_to_end_from_store_cells_per_s": round(onnx_store, 1),
+        "ratio_onnxruntime_vs_torch_eager": round(ort_fp32 / torch_only, 3),
+        "ratio_onnx_store_vs_onnxruntime_model_only": round(onnx_store / ort_fp32, 3),
+        "ratio_int8_vs_fp32": round(ort_int8 / ort_fp32, 3),
+        "targets": {
+            "onnx_store_vs_onnxruntime_model_only": 0.90,
+            "int8_vs_fp32": 1.8,
+        },
+    }

@@ -1,11 +1,9 @@
-"""From the packed store to device batches: whole batches gathered at once, never a file decoded.
+"""From the packed store to batches: whole batches gathered at once, never a file decoded.
 
-Training and evaluation read uint16 crops from the dataset's memory-mapped pixel store (or a copy
-in memory when it is small), a whole batch per step. Each batch slot records which dataset channel
-feeds each model input channel (``src``), so System A's "DAPI in training only" is just another
-choice of source channel for the same single input. Normalisation happens on the device:
-``(u16 - lo) / (hi - lo)`` with a per-channel percentile window, then augmentation, then
-``(x - mean) / std`` (the window's mean and std), all with per-sample parameters gathered by ``src``.
+Training, evaluation and prediction read uint16 crops from the dataset's memory-mapped pixel store (or a copy
+in memory when it is small), a whole batch per step. Each batch slot records which dataset channel feeds each
+model input channel (``src``), so System A's "DAPI in training only" is just another choice of source channel
+for the same single input. The pixels are scaled on the device by :func:`ctcid.data.prepare_batch`.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from torch.utils.data import Dataset
 
 from ..io import CellDataset
 
-__all__ = ["Normalizer", "StoreBatches", "channel_normalisation", "training_samples"]
+__all__ = ["PRELOAD_BYTES", "BatchPlan", "StoreBatches", "available_memory", "training_samples"]
 
 #: Load the needed channels of a dataset into memory when they take less than this (and less than a quarter
 #: of the memory available, see :func:`available_memory`).
@@ -60,84 +58,6 @@ def available_memory() -> int:
     return best
 
 
-#: Width, in px, of the crop border whose median is a crop's background for ``flatfield`` channels.
-BORDER_PX = 3
-
-
-def channel_normalisation(
-    ds: CellDataset, channels: list[str], flatfield: list[str] | tuple[str, ...] = ()
-) -> dict[str, dict[str, float | str]]:
-    """How each channel is scaled; these numbers travel with the model bundle.
-
-    ``window`` (fluorescence, where absolute intensity carries the signal: CK-positive, CD45-negative):
-    the dataset-wide p0.1 .. p99.9 window, then the mean and std inside it, from the dataset header.
-    ``flatfield`` (bright field, where intensity is relative to the illumination): each crop divided by
-    its own background, the median of its border, so that illumination differences between patients,
-    runs and cages vanish; the background sits at 0.5 and a contrast of 10% is one standard deviation.
-    """
-    out: dict[str, dict[str, float | str]] = {}
-    for ch in channels:
-        if ch in flatfield:
-            out[ch] = {"mode": "flatfield", "lo": 0.0, "hi": 1.0, "mean": 0.5, "std": 0.05}
-            continue
-        st = ds.header["channel_stats"][ch]
-        lo, hi = float(st["p0.1"]), float(st["p99.9"])
-        hi = hi if hi > lo else lo + 1.0
-        span = hi - lo
-        out[ch] = {
-            "mode": "window",
-            "lo": lo,
-            "hi": hi,
-            "mean": (float(st["mean"]) - lo) / span,
-            "std": max(float(st["std"]) / span, 1e-3),
-        }
-    return out
-
-
-class Normalizer(torch.nn.Module):
-    """Scale (window or flat-field) and standardise on the device, with per-sample source channels.
-
-    ``table`` rows follow ``channels`` (a dataset's channel list); ``src`` is ``[B, C_in]`` indices
-    into those rows. Channels without an entry in ``norm`` are left as they are.
-    """
-
-    def __init__(self, norm: dict[str, dict[str, float | str]], channels: list[str]):
-        super().__init__()
-        ident = {"lo": 0.0, "hi": 1.0, "mean": 0.0, "std": 1.0}  # channels the model never reads
-        keys = ("lo", "hi", "mean", "std")
-        rows = [
-            [float(norm.get(c, ident)[k]) for k in keys] + [float(norm.get(c, ident).get("mode") == "flatfield")]
-            for c in channels
-        ]
-        self.register_buffer("table", torch.tensor(rows, dtype=torch.float32), persistent=False)
-        self.channels = list(channels)
-        self.any_flat = bool(any(r[4] for r in rows))
-
-    def window(self, pixels: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-        p = self.table[src]  # [B, C_in, 5]
-        lo, hi = p[..., 0, None, None], p[..., 1, None, None]
-        x = pixels.float()
-        out = (x - lo) / (hi - lo)
-        if self.any_flat:
-            b = BORDER_PX
-            border = torch.cat(
-                [
-                    x[..., :b, :].flatten(-2),
-                    x[..., -b:, :].flatten(-2),
-                    x[..., :, :b].flatten(-2),
-                    x[..., :, -b:].flatten(-2),
-                ],
-                dim=-1,
-            )
-            background = border.median(dim=-1).values.clamp(min=1.0)[..., None, None]
-            out = torch.where(p[..., 4, None, None] > 0, 0.5 * x / background, out)
-        return out
-
-    def standardise(self, x: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-        p = self.table[src]
-        return (x - p[..., 2, None, None]) / p[..., 3, None, None]
-
-
 def training_samples(
     cells: np.ndarray,
     channel_idx: list[int],
@@ -159,6 +79,8 @@ def training_samples(
 
 @dataclass
 class BatchPlan:
+    """Which samples make the batches: rows ``[cell, src...]``, the dataset's labels, batch size and order."""
+
     samples: np.ndarray  # [S, 1 + C_in]
     labels: np.ndarray  # [N] int8 over the whole dataset
     batch_size: int

@@ -1,5 +1,5 @@
-"""Honest evaluation: patient-grouped splits, CTC-class metrics with patient-level bootstrap intervals,
-calibration, per-patient count errors, and the figures and tables of a run.
+"""Honest evaluation: patient-grouped splits, CTC-class metrics with bootstrap intervals, calibration on
+validation patients, per-sample count estimators with intervals, and the figures and tables of a run.
 
 Examples
 --------
@@ -11,14 +11,27 @@ Examples
 
 from __future__ import annotations
 
+from .calibration import ECE_BINS, Calibration, expected_calibration_error, fit_calibration
+from .counts import (
+    COUNT_METHODS,
+    DEFAULT_COUNT_METHOD,
+    ErrorRates,
+    adjusted_count,
+    count_interval,
+    count_table,
+    coverage_summary,
+    expected_count,
+)
+from .frames import PREDICTION_COLUMNS, predictions_frame, uncertainty, write_metrics
 from .metrics import (
+    COUNT_METRICS,
     METRICS,
-    apply_temperature,
+    MIN_CTC_PATIENTS,
+    MIN_PATIENTS,
     bootstrap_metrics,
     classification_metrics,
-    count_errors,
     evaluate_predictions,
-    fit_temperature,
+    interval_note,
     summarise_folds,
     threshold_max_f1,
     to_markdown,
@@ -44,29 +57,46 @@ from .splits import (
 )
 
 __all__ = [
+    "COUNT_METHODS",
+    "COUNT_METRICS",
+    "DEFAULT_COUNT_METHOD",
+    "ECE_BINS",
     "FOLD_TABLE_COLUMNS",
     "METRICS",
+    "MIN_CTC_PATIENTS",
+    "MIN_PATIENTS",
+    "PREDICTION_COLUMNS",
     "ROLES",
+    "Calibration",
+    "ErrorRates",
     "Split",
-    "apply_temperature",
+    "adjusted_count",
     "bootstrap_metrics",
     "check_no_leakage",
     "classification_metrics",
-    "count_errors",
+    "count_interval",
+    "count_table",
+    "coverage_summary",
     "evaluate_predictions",
-    "fit_temperature",
+    "expected_calibration_error",
+    "expected_count",
+    "fit_calibration",
     "fold_table",
+    "interval_note",
     "patient_folds",
     "plot_calibration",
     "plot_confusion",
     "plot_model_comparison",
     "plot_pr_roc",
     "plot_training_curves",
+    "predictions_frame",
     "read_fold_table",
     "splits_from_table",
     "summarise_folds",
     "threshold_max_f1",
     "to_markdown",
     "train_val_split",
+    "uncertainty",
     "write_fold_table",
+    "write_metrics",
 ]

@@ -96,7 +96,7 @@ def as_scores(values: object, name: str = "p", *, probability: bool = True) -> n
     if probability and arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
         raise CtcidError(
             f"{name} must be probabilities in [0, 1] (got {arr.min():.3g}..{arr.max():.3g}); "
-            "pass logits through apply_temperature first"
+            "pass logits through the calibration first"
         )
     return arr
 

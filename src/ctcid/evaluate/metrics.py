@@ -1,22 +1,24 @@
-"""CTC-class metrics, calibration, patient-level bootstrap intervals and per-patient count errors.
+"""CTC-class metrics with bootstrap intervals, and the decision threshold.
 
-The positive class is the CTC (label 1). Probabilities are ``p = sigmoid(logit / T)`` with a temperature ``T``
-fitted on validation data (:func:`fit_temperature`); the decision threshold is chosen on validation data to
-maximise the CTC-class F1 (:func:`threshold_max_f1`) and a cell is called a CTC when ``p >= threshold``.
-Confidence intervals resample patients, not cells, because cells of one patient are not independent.
+The positive class is the CTC (label 1). Probabilities are calibrated on validation data
+(:mod:`ctcid.evaluate.calibration`); the decision threshold is chosen on validation data to maximise the CTC-class
+F1 (:func:`threshold_max_f1`) and a cell is called a CTC when ``p >= threshold``.
+
+Confidence intervals resample patients, not cells, because cells of one patient are not independent. With fewer
+than :data:`MIN_PATIENTS` patients, or fewer than :data:`MIN_CTC_PATIENTS` with a CTC, most patient resamples
+hold no CTC or one patient only, and the interval says nothing (an F1 of 0.905 shown as [0.000, 0.955]); then the
+cells are resampled within each patient instead, which keeps the interval informative about the cells measured
+but cannot see patient-to-patient variation, and the result says so (``interval`` and :func:`interval_note`).
+Confusion counts (``tp``, ``fp``, ``tn``, ``fn``, ``n``, ``n_ctc``) are counts, not estimates: no interval.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
-from scipy.special import expit
-from scipy.stats import spearmanr
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -33,15 +35,18 @@ from sklearn.metrics import (
 
 from ..errors import CtcidError
 from ._checks import as_binary, as_sample_ids, as_scores, check_lengths
+from .calibration import expected_calibration_error
 
 __all__ = [
+    "COUNT_METRICS",
+    "INTERVAL_METHODS",
     "METRICS",
-    "apply_temperature",
+    "MIN_CTC_PATIENTS",
+    "MIN_PATIENTS",
     "bootstrap_metrics",
     "classification_metrics",
-    "count_errors",
     "evaluate_predictions",
-    "fit_temperature",
+    "interval_note",
     "summarise_folds",
     "threshold_max_f1",
     "to_markdown",
@@ -59,6 +64,7 @@ METRICS = (
     "roc_auc",
     "pr_auc",
     "brier",
+    "ece",
     "tp",
     "fp",
     "tn",
@@ -67,7 +73,13 @@ METRICS = (
     "n_ctc",
 )
 
-T_BOUNDS = (0.05, 20.0)
+#: Confusion counts among :data:`METRICS`: reported without intervals.
+COUNT_METRICS = ("tp", "fp", "tn", "fn", "n", "n_ctc")
+#: With fewer patients, or fewer patients with a CTC, intervals resample cells within patients.
+MIN_PATIENTS = 10
+MIN_CTC_PATIENTS = 5
+#: ``patients``: resample patients; ``cells``: resample cells within each patient; ``auto`` picks.
+INTERVAL_METHODS = ("auto", "patients", "cells")
 
 
 def threshold_max_f1(y_true: object, p: object) -> float:
@@ -110,50 +122,6 @@ def threshold_max_f1(y_true: object, p: object) -> float:
     return float((best + below) / 2.0)
 
 
-def _nll(logits: np.ndarray, y: np.ndarray, t: float) -> float:
-    z = logits / t
-    return float(np.mean(np.logaddexp(0.0, z) - y * z))
-
-
-def fit_temperature(logits: object, y_true: object) -> float:
-    """Temperature ``T`` minimising the binary negative log-likelihood of ``sigmoid(logits / T)``.
-
-    The search runs over ``log T`` (``scipy.optimize.minimize_scalar``, bounded to ``T`` in [0.05, 20]).
-
-    Returns
-    -------
-    float
-        ``T > 0``; 1.0 when ``y_true`` holds a single class (nothing to calibrate against).
-
-    Examples
-    --------
-    >>> fit_temperature([2.0, -2.0], [1, 1])
-    1.0
-    """
-    z = as_scores(logits, "logits", probability=False)
-    y = as_binary(y_true).astype(np.float64)
-    check_lengths(logits=z, y_true=y)
-    if np.unique(y).size < 2:
-        return 1.0
-    lo, hi = math.log(T_BOUNDS[0]), math.log(T_BOUNDS[1])
-    res = minimize_scalar(lambda u: _nll(z, y, math.exp(u)), bounds=(lo, hi), method="bounded")
-    return float(math.exp(res.x))
-
-
-def apply_temperature(logits: object, T: float = 1.0) -> np.ndarray:
-    """CTC probabilities ``sigmoid(logits / T)``, numerically stable for large logits.
-
-    Examples
-    --------
-    >>> apply_temperature([0.0, 2.0, -1000.0], T=2.0).round(4).tolist()
-    [0.5, 0.7311, 0.0]
-    """
-    if not (math.isfinite(T) and T > 0):
-        raise CtcidError(f"temperature must be a positive number, got {T}")
-    z = as_scores(logits, "logits", probability=False)
-    return expit(z / float(T))
-
-
 def _quiet(fn, *args, **kwargs) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -163,12 +131,28 @@ def _quiet(fn, *args, **kwargs) -> float:
             return float("nan")
 
 
-def classification_metrics(y_true: object, p: object, threshold: float) -> dict[str, float]:
+def _calls(s: np.ndarray, threshold: float | None, calls: object | None) -> np.ndarray:
+    """The CTC calls: ``calls`` when given (booleans, 0/1 or ``ctc``/``wbc``), else ``p >= threshold``."""
+    if calls is None:
+        if threshold is None:
+            raise ValueError("give a threshold or the calls")
+        return s >= threshold
+    c = np.asarray(calls)
+    if c.dtype.kind in "OUS":
+        return c.astype(str) == "ctc"
+    return c.astype(bool)
+
+
+def classification_metrics(
+    y_true: object, p: object, threshold: float | None = None, *, calls: object | None = None
+) -> dict[str, float]:
     """CTC-class metrics of the calls ``p >= threshold``, plus threshold-free ranking and calibration scores.
 
     Returns ``f1``, ``precision``, ``recall`` (sensitivity), ``specificity``, ``balanced_accuracy``, ``mcc``,
-    ``accuracy``, ``roc_auc``, ``pr_auc`` (average precision), ``brier``, the counts ``tp``, ``fp``, ``tn``,
-    ``fn``, and ``n`` (cells) and ``n_ctc`` (true CTCs), each computed with scikit-learn.
+    ``accuracy``, ``roc_auc``, ``pr_auc`` (average precision), ``brier``, ``ece`` (expected calibration error,
+    15 equal-width bins), the counts ``tp``, ``fp``, ``tn``, ``fn``, and ``n`` (cells) and ``n_ctc`` (true CTCs),
+    each computed with scikit-learn. ``calls`` replaces the threshold when the calls were made elsewhere (pooled
+    out-of-fold predictions, each fold at its own threshold).
 
     Undefined values are NaN, never an exception: ``recall`` without true CTCs, ``specificity`` without true
     WBCs, ``balanced_accuracy``, ``mcc`` and ``roc_auc`` unless both classes are present, ``pr_auc`` without
@@ -186,7 +170,8 @@ def classification_metrics(y_true: object, p: object, threshold: float) -> dict[
     n = check_lengths(y_true=y, p=s)
     if n == 0:
         raise CtcidError("no cells to evaluate")
-    pred = (s >= threshold).astype(np.int64)
+    pred = _calls(s, threshold, calls).astype(np.int64)
+    check_lengths(y_true=y, calls=pred)
     tn, fp, fn, tp = (float(v) for v in confusion_matrix(y, pred, labels=[0, 1]).ravel())
     has_pos, has_neg = tp + fn > 0, tn + fp > 0
     both = has_pos and has_neg
@@ -202,6 +187,7 @@ def classification_metrics(y_true: object, p: object, threshold: float) -> dict[
         "roc_auc": _quiet(roc_auc_score, y, s) if both else nan,
         "pr_auc": _quiet(average_precision_score, y, s) if has_pos else nan,
         "brier": float(brier_score_loss(y, s, pos_label=1)),
+        "ece": expected_calibration_error(y, s),
         "tp": tp,
         "fp": fp,
         "tn": tn,
@@ -222,17 +208,21 @@ def _metrics_from_weights(
     patient: np.ndarray,
     y: np.ndarray,
     s: np.ndarray,
-    threshold: float,
+    pred: np.ndarray | float,
 ) -> dict[str, np.ndarray]:
-    """All metrics of :func:`classification_metrics` for many patient weightings at once.
+    """All metrics of :func:`classification_metrics` for many weightings at once.
 
-    ``weights`` is ``[n_resamples, n_patients]`` (how many times each patient is drawn); ``patient`` maps each
-    cell to a column. Threshold metrics come from per-patient confusion counts; ROC-AUC and average precision
-    from weighted cumulative counts over the cells sorted by score (ties grouped as scikit-learn does).
+    ``weights`` is ``[n_resamples, n_units]`` (how many times each unit, a patient or a cell, is drawn);
+    ``patient`` maps each cell to a column. ``pred`` holds the calls (or is a threshold on ``s``). Threshold
+    metrics come from per-unit confusion counts; ROC-AUC and average precision from weighted cumulative counts
+    over the cells sorted by score (ties grouped as scikit-learn does); ECE from per-unit sums in each
+    probability bin.
     """
+    from .calibration import ECE_BINS
+
     n_pat = weights.shape[1]
     w = weights.astype(np.float64)
-    pred = s >= threshold
+    pred = s >= pred if np.ndim(pred) == 0 else np.asarray(pred, bool)
     per = {
         "tp": np.bincount(patient, weights=(y == 1) & pred, minlength=n_pat),
         "fp": np.bincount(patient, weights=(y == 0) & pred, minlength=n_pat),
@@ -248,6 +238,9 @@ def _metrics_from_weights(
     spec = _div(tn, neg)
     mcc_den = np.sqrt((tp + fp) * pos * neg * (tn + fn))
     mcc = np.where(both, _div(tp * tn - fp * fn, mcc_den, fill=0.0), np.nan)
+    key = patient * ECE_BINS + np.minimum((s * ECE_BINS).astype(np.int64), ECE_BINS - 1)
+    gap = np.bincount(key, weights=y - s, minlength=n_pat * ECE_BINS).reshape(n_pat, ECE_BINS)
+    ece = _div(np.abs(w @ gap).sum(axis=1), n)
 
     # Ranking metrics: cells sorted by decreasing score, cumulative weighted counts at the end of each tie block.
     order = np.argsort(-s, kind="stable")
@@ -277,6 +270,7 @@ def _metrics_from_weights(
         "roc_auc": np.where(both, auc, np.nan),
         "pr_auc": np.where(pos > 0, ap, np.nan),
         "brier": _div(sq, n),
+        "ece": ece,
         "tp": tp,
         "fp": fp,
         "tn": tn,
@@ -286,25 +280,73 @@ def _metrics_from_weights(
     }
 
 
+def _interval_method(ids: np.ndarray, y: np.ndarray, method: str) -> str:
+    if method not in INTERVAL_METHODS:
+        raise CtcidError(f"interval method must be one of {', '.join(INTERVAL_METHODS)}, got {method!r}")
+    if method != "auto":
+        return method
+    few = np.unique(ids).size < MIN_PATIENTS or np.unique(ids[y == 1]).size < MIN_CTC_PATIENTS
+    return "cells" if few else "patients"
+
+
+def interval_note(method: str, n_patients: int, n_ctc_patients: int) -> str:
+    """One sentence that says how the intervals were made, and why when they are weak.
+
+    >>> interval_note("cells", 3, 2)[:60]
+    '3 patients (2 with a CTC): too few to resample patients (10 '
+    """
+    if method == "patients":
+        return f"95% intervals resample the {n_patients} patients (percentile bootstrap)."
+    return (
+        f"{n_patients} patients ({n_ctc_patients} with a CTC): too few to resample patients ({MIN_PATIENTS} and "
+        f"{MIN_CTC_PATIENTS} needed), so the 95% intervals resample cells within each patient; they ignore "
+        "patient-to-patient variation and are optimistic."
+    )
+
+
+def _resample_weights(
+    rng: np.random.Generator, patient: np.ndarray, n_pat: int, n_boot: int, method: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap weights ``[n_boot, units]`` and the unit of each cell (its patient, or itself)."""
+    if method == "patients":
+        draws = rng.integers(0, n_pat, size=(n_boot, n_pat))
+        offsets = (draws + (np.arange(n_boot) * n_pat)[:, None]).ravel()
+        return np.bincount(offsets, minlength=n_boot * n_pat).reshape(n_boot, n_pat), patient
+    n = patient.size
+    order = np.argsort(patient, kind="stable")  # cells grouped by patient
+    sizes = np.bincount(patient, minlength=n_pat)
+    start = np.r_[0, np.cumsum(sizes)[:-1]]
+    slot_pat = patient[order]
+    draws = start[slot_pat] + (rng.random((n_boot, n)) * sizes[slot_pat]).astype(np.int64)
+    cells = order[draws]
+    offsets = (cells + (np.arange(n_boot) * n)[:, None]).ravel()
+    return np.bincount(offsets, minlength=n_boot * n).reshape(n_boot, n), np.arange(n)
+
+
 def bootstrap_metrics(
     y_true: object,
     p: object,
-    threshold: float,
+    threshold: float | None,
     sample_ids: object,
     *,
+    calls: object | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
+    interval: str = "auto",
 ) -> pd.DataFrame:
-    """Point estimates and patient-level percentile bootstrap intervals of :func:`classification_metrics`.
+    """Point estimates and percentile bootstrap intervals of :func:`classification_metrics`.
 
-    Each resample draws as many patients as there are, with replacement; all cells of a drawn patient come
-    along and a patient drawn twice counts twice. A resample in which a metric is undefined (for example recall
-    when no drawn patient has a CTC) is dropped for that metric only.
+    With ``interval="patients"`` each resample draws as many patients as there are, with replacement; all cells
+    of a drawn patient come along and a patient drawn twice counts twice. With ``"cells"`` the cells of each
+    patient are resampled within it. ``"auto"`` resamples patients when there are at least :data:`MIN_PATIENTS`
+    of them and :data:`MIN_CTC_PATIENTS` with a CTC, else cells. A resample in which a metric is undefined (for
+    example recall when no drawn patient has a CTC) is dropped for that metric only. Confusion counts
+    (:data:`COUNT_METRICS`) get no interval.
 
     Parameters
     ----------
-    y_true, p, threshold
+    y_true, p, threshold, calls
         As for :func:`classification_metrics`.
     sample_ids
         Patient of each cell.
@@ -314,17 +356,24 @@ def bootstrap_metrics(
         Seed of the resampling.
     ci
         Coverage of the interval (0.95 gives the 2.5th and 97.5th percentiles).
+    interval
+        ``auto``, ``patients`` or ``cells``.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``metric``, ``value`` (on all cells), ``lo``, ``hi``; one row per metric in :data:`METRICS` order.
+        Columns ``metric``, ``value`` (on all cells), ``lo``, ``hi`` and ``interval`` (the resampling used, empty
+        for counts); one row per metric in :data:`METRICS` order.
 
     Examples
     --------
-    >>> df = bootstrap_metrics([0, 1, 0, 1], [0.2, 0.9, 0.1, 0.4], 0.5, ["A", "A", "B", "B"], n_boot=200)
-    >>> df.set_index("metric").loc["n", ["value", "lo", "hi"]].tolist()
-    [4.0, 4.0, 4.0]
+    >>> ids = ["A", "A", "B", "B"]
+    >>> df = bootstrap_metrics([0, 1, 0, 1], [0.2, 0.9, 0.1, 0.4], 0.5, ids, n_boot=200)
+    >>> row = df.set_index("metric").loc["recall"]
+    >>> float(row["value"]), row["interval"]
+    (0.5, 'cells')
+    >>> df.set_index("metric").loc["tp", ["lo", "hi"]].isna().all()
+    np.True_
     """
     y = as_binary(y_true)
     s = as_scores(p)
@@ -334,21 +383,26 @@ def bootstrap_metrics(
         raise CtcidError(f"ci must be between 0 and 1, got {ci}")
     if n_boot < 0:
         raise CtcidError(f"n_boot must be 0 or more, got {n_boot}")
-    point = classification_metrics(y, s, threshold)
+    pred = _calls(s, threshold, calls)
+    point = classification_metrics(y, s, calls=pred)
+    method = _interval_method(ids, y, interval)
     lo = dict.fromkeys(METRICS, np.nan)
     hi = dict.fromkeys(METRICS, np.nan)
     if n_boot > 0:
         _, patient = np.unique(ids, return_inverse=True)
         n_pat = int(patient.max()) + 1
         rng = np.random.default_rng(seed)
-        draws = rng.integers(0, n_pat, size=(n_boot, n_pat))
-        offsets = (draws + (np.arange(n_boot) * n_pat)[:, None]).ravel()
-        weights = np.bincount(offsets, minlength=n_boot * n_pat).reshape(n_boot, n_pat)
-        boot = _metrics_from_weights(weights, patient, y, s, threshold)
+        units = n_pat if method == "patients" else y.size
+        step = max(1, min(n_boot, 20_000_000 // max(1, units * 8)))
+        parts = []
+        for a in range(0, n_boot, step):
+            weights, unit = _resample_weights(rng, patient, n_pat, min(step, n_boot - a), method)
+            parts.append(_metrics_from_weights(weights, unit, y, s, pred))
+        boot = {k: np.concatenate([part[k] for part in parts]) for k in METRICS}
         q = (100 * (1 - ci) / 2, 100 * (1 + ci) / 2)
         for name in METRICS:
             vals = boot[name][np.isfinite(boot[name])]
-            if vals.size:
+            if vals.size and name not in COUNT_METRICS:
                 lo[name], hi[name] = (float(v) for v in np.percentile(vals, q))
     return pd.DataFrame(
         {
@@ -356,114 +410,50 @@ def bootstrap_metrics(
             "value": [point[m] for m in METRICS],
             "lo": [lo[m] for m in METRICS],
             "hi": [hi[m] for m in METRICS],
+            "interval": ["" if m in COUNT_METRICS else method for m in METRICS],
         }
     )
-
-
-def count_errors(
-    y_true: object, y_pred: object, sample_ids: object, p: object | None = None
-) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Per-patient CTC counts, called versus true, and how well the counts agree across patients.
-
-    Parameters
-    ----------
-    y_true, y_pred
-        True and called classes (0/1 or booleans).
-    sample_ids
-        Patient of each cell.
-    p
-        Optional CTC probabilities; their sum per patient is the expected count.
-
-    Returns
-    -------
-    table : pandas.DataFrame
-        One row per patient (sorted by ``sample_id``): ``sample_id``, ``cells``, ``true_ctc``, ``pred_ctc``,
-        ``expected_ctc`` (NaN without ``p``), ``error`` (``pred_ctc - true_ctc``).
-    summary : dict
-        ``count_mae`` (mean absolute count error per patient), ``count_bias`` (mean signed error),
-        ``count_spearman`` (rank correlation of called and true counts over patients; NaN when either is
-        constant), ``expected_count_mae`` (NaN without ``p``).
-
-    Examples
-    --------
-    >>> t, s = count_errors([1, 1, 0, 0], [1, 0, 1, 1], ["A", "A", "B", "B"])
-    >>> t["error"].tolist(), s["count_mae"], s["count_bias"]
-    ([-1, 2], 1.5, 0.5)
-    """
-    y = as_binary(y_true)
-    yp = as_binary(y_pred, "y_pred")
-    ids = as_sample_ids(sample_ids)
-    s = None if p is None else as_scores(p)
-    check_lengths(y_true=y, y_pred=yp, sample_ids=ids, p=s)
-    frame = pd.DataFrame({"sample_id": ids, "true_ctc": y, "pred_ctc": yp})
-    frame["expected_ctc"] = np.nan if s is None else s
-    g = frame.groupby("sample_id", sort=True)
-    table = pd.DataFrame(
-        {
-            "sample_id": g.size().index.astype(str),
-            "cells": g.size().to_numpy(np.int64),
-            "true_ctc": g["true_ctc"].sum().to_numpy(np.int64),
-            "pred_ctc": g["pred_ctc"].sum().to_numpy(np.int64),
-            "expected_ctc": g["expected_ctc"].sum(min_count=1).to_numpy(np.float64),
-        }
-    )
-    table["error"] = table["pred_ctc"] - table["true_ctc"]
-    err = table["error"].to_numpy(np.float64)
-    true_c, pred_c = table["true_ctc"].to_numpy(), table["pred_ctc"].to_numpy()
-    if len(table) >= 2 and np.ptp(true_c) > 0 and np.ptp(pred_c) > 0:
-        rho = float(spearmanr(true_c, pred_c).statistic)
-    else:
-        rho = float("nan")
-    nan = float("nan")
-    summary = {
-        "count_mae": float(np.abs(err).mean()) if err.size else nan,
-        "count_bias": float(err.mean()) if err.size else nan,
-        "count_spearman": rho,
-        "expected_count_mae": (
-            float(np.abs(table["expected_ctc"] - table["true_ctc"]).mean()) if s is not None and err.size else nan
-        ),
-    }
-    return table, summary
 
 
 def evaluate_predictions(
     y_true: object,
-    logits: object,
+    p: object,
     sample_ids: object,
     *,
-    threshold: float,
-    temperature: float = 1.0,
+    threshold: float | None = None,
+    calls: object | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    interval: str = "auto",
 ) -> dict:
-    """Calibrate logits, call CTCs and compute every evaluation of this module in one go.
+    """Metrics with intervals, and a sentence that says how the intervals were made.
 
-    ``threshold`` and ``temperature`` must come from validation data; this function only applies them.
+    ``p`` must be calibrated probabilities and ``threshold`` (or the ``calls``) must come from validation data;
+    this function only applies them.
 
     Returns
     -------
     dict
-        ``metrics`` (:func:`bootstrap_metrics`), ``counts`` and ``count_summary`` (:func:`count_errors`, with the
-        expected counts from the calibrated probabilities), ``threshold`` and ``temperature``.
+        ``metrics`` (:func:`bootstrap_metrics`), ``interval`` (``patients`` or ``cells``), ``note``
+        (:func:`interval_note`), ``n_patients`` and ``n_ctc_patients``.
 
     Examples
     --------
-    >>> r = evaluate_predictions([0, 1, 0, 1], [-2.0, 3.0, -1.0, 0.5], ["A", "A", "B", "B"], threshold=0.5)
-    >>> r["count_summary"]["count_mae"], sorted(r)
-    (0.0, ['count_summary', 'counts', 'metrics', 'temperature', 'threshold'])
+    >>> r = evaluate_predictions([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.6], ["A", "A", "B", "B"], threshold=0.5)
+    >>> r["interval"], float(r["metrics"].set_index("metric").loc["f1", "value"])
+    ('cells', 1.0)
     """
     y = as_binary(y_true)
-    p = apply_temperature(logits, temperature)
     ids = as_sample_ids(sample_ids)
-    check_lengths(y_true=y, logits=p, sample_ids=ids)
-    metrics = bootstrap_metrics(y, p, threshold, ids, n_boot=n_boot, seed=seed)
-    counts, summary = count_errors(y, (p >= threshold).astype(np.int64), ids, p)
+    metrics = bootstrap_metrics(y, p, threshold, ids, calls=calls, n_boot=n_boot, seed=seed, interval=interval)
+    method = _interval_method(ids, y, interval)
+    n_pat, n_ctc_pat = int(np.unique(ids).size), int(np.unique(ids[y == 1]).size)
     return {
         "metrics": metrics,
-        "counts": counts,
-        "count_summary": summary,
-        "threshold": float(threshold),
-        "temperature": float(temperature),
+        "interval": method,
+        "note": interval_note(method, n_pat, n_ctc_pat),
+        "n_patients": n_pat,
+        "n_ctc_patients": n_ctc_pat,
     }
 
 

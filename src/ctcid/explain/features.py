@@ -166,20 +166,26 @@ def explain_feature_model(
     val_cells: np.ndarray,
     test_cells: np.ndarray,
     ds: Any,
-    cfg: Any,
     *,
+    channels: list[str],
+    seed: int = 0,
     norm: dict[str, Any] | None = None,
     input_size: int | None = None,
     train_mean: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Write importance (validation cells) and attributions (test cells, else validation) into ``out``."""
+    """Write importance (validation cells) and attributions (test cells, else validation) into ``out``.
+
+    ``channels``, ``norm`` and ``input_size`` describe the image input of a dual-branch model (its embedding is
+    held fixed while the features are attributed); ``train_mean`` is the attribution baseline (default: the mean
+    stored in the network's feature scaler).
+    """
 
     def embed(cells: np.ndarray) -> np.ndarray | None:
         return image_embeddings(
             model,
             ds,
             cells,
-            channels=cfg.channels,
+            channels=channels,
             normalisation=norm or {},
             input_size=input_size or ds.crop_size[0],
             features=feats,
@@ -188,14 +194,14 @@ def explain_feature_model(
     with torch.no_grad():
         fwd_np, _, _ = _functions(model, embed(val_cells))
         importance = permutation_importance_table(
-            fwd_np, feats[val_cells], labels[val_cells].astype(int), names, seed=cfg.seed
+            fwd_np, feats[val_cells], labels[val_cells].astype(int), names, seed=seed
         )
     atomic_write_text(out / "feature_importance.csv", importance.to_csv(index=False))
     plot_importance(importance, out / "feature_importance.png")
 
     cells = test_cells if len(test_cells) else val_cells
     if len(cells) > MAX_ATTRIBUTED:
-        rng = np.random.default_rng(cfg.seed)
+        rng = np.random.default_rng(seed)
         ctc = cells[labels[cells] == 1]
         rest = np.setdiff1d(cells, ctc)
         keep = np.concatenate(
@@ -207,7 +213,7 @@ def explain_feature_model(
         cells = np.sort(keep)
     baseline = train_mean if train_mean is not None else _baseline(model, feats)
     _, fwd_t, diff = _functions(model, embed(cells))
-    attr = feature_attributions(fwd_t, feats[cells], baseline, differentiable=diff, seed=cfg.seed)
+    attr = feature_attributions(fwd_t, feats[cells], baseline, differentiable=diff, seed=seed)
     t = ds.table.iloc[cells]
     frame = pd.concat(
         [

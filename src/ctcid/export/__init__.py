@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .onnx import INT8_F1_TOLERANCE, OnnxModel, export_onnx, load_onnx
+from .onnx import INT8_F1_TOLERANCE, export_onnx
 
-__all__ = ["INT8_F1_TOLERANCE", "OnnxModel", "export_onnx", "load_onnx"]
+__all__ = ["INT8_F1_TOLERANCE", "export_onnx"]

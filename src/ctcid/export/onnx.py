@@ -1,4 +1,4 @@
-"""ONNX export of a model bundle, an optional statically quantised INT8 copy, and onnxruntime inference.
+"""ONNX export of a model bundle and an optional statically quantised INT8 copy, both checked against PyTorch.
 
 The ONNX graph takes what the network takes: the windowed, resized and standardised image batch
 (``image``, float32 ``[B, C, S, S]``) and, for feature models, the raw feature vector (``features``); the
@@ -26,55 +26,12 @@ import torch
 from torch import nn
 
 from ..errors import CtcidError
+from ..predict.onnx import INT8_FILE, ONNX_FILE, OnnxModel
 
-__all__ = ["INT8_F1_TOLERANCE", "OnnxModel", "export_onnx", "load_onnx", "quantise_onnx"]
+__all__ = ["INT8_F1_TOLERANCE", "export_onnx", "quantise_onnx"]
 
-ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
 #: Largest F1 difference (CTC class, validation cells) allowed between INT8 and FP32.
 INT8_F1_TOLERANCE = 0.005
-
-
-class OnnxModel(nn.Module):
-    """An onnxruntime session behind the interface of the PyTorch models (CPU tensors in, logits out)."""
-
-    def __init__(self, path: str | os.PathLike[str], inputs: tuple[str, ...], threads: int = 0):
-        super().__init__()
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        # ctcid prepares the next batch between runs: idle threads should sleep, not spin against it
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise CtcidError(f"onnxruntime cannot load the model ({str(exc).splitlines()[0]})", path) from None
-        self.inputs = inputs
-        self.names = [i.name for i in self.session.get_inputs()]
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        feed = {n: a.detach().cpu().float().numpy() for n, a in zip(self.names, args, strict=True)}
-        return torch.from_numpy(self.session.run(None, feed)[0])
-
-
-class _Bundleish:
-    def __init__(self, model: Any, meta: Any, path: Path):
-        self.model, self.meta, self.path = model, meta, path
-
-
-def load_onnx(model_dir: str | os.PathLike[str], *, int8: bool = False, threads: int = 0) -> Any:
-    """A bundle whose model runs in onnxruntime (``ctcid export`` must have written ``model.onnx``)."""
-    from ..models import read_meta
-
-    model_dir = Path(model_dir)
-    meta = read_meta(model_dir)
-    path = model_dir / (INT8_FILE if int8 else ONNX_FILE)
-    if not path.is_file():
-        raise CtcidError(f"{path.name} is missing; run `ctcid export {model_dir} --format onnx` first", model_dir)
-    return _Bundleish(OnnxModel(path, tuple(meta.inputs), threads), meta, model_dir)
 
 
 def _export(model: nn.Module, example: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
@@ -127,14 +84,14 @@ def export_onnx(
     out: str | os.PathLike[str] | None = None,
     *,
     int8: bool = False,
-    dataset: str | os.PathLike[str] | None = None,
+    dataset: str | os.PathLike[str] | Any | None = None,
     calibration_cells: int = 256,
     overwrite: bool = True,
 ) -> dict[str, Any]:
     """Write ``model.onnx`` (and with ``int8`` ``model.int8.onnx``) for a bundle; return what was checked.
 
-    ``dataset`` (default: the training dataset recorded in the bundle) supplies real cells for the parity
-    check and, for INT8, the calibration (training patients) and validation cells.
+    ``dataset`` (a folder or an open dataset; default: the training dataset recorded in the bundle) supplies real
+    cells for the parity check and, for INT8, the calibration (training patients) and validation cells.
     """
     import onnxruntime  # noqa: F401  (fail early with a clear error when missing)
 
@@ -152,15 +109,18 @@ def export_onnx(
     target = Path(out) if out else model_dir / ONNX_FILE
     if target.exists() and not overwrite:
         raise CtcidError("already exists; pass --overwrite", target)
-    ds_path = Path(dataset) if dataset else Path(meta.training.get("dataset", ""))
-    from ..io.store import is_dataset
+    if isinstance(dataset, CellDataset):
+        ds = dataset
+    else:
+        ds_path = Path(dataset) if dataset else Path(meta.training.dataset)
+        from ..io.store import is_dataset
 
-    if not is_dataset(ds_path):
-        raise CtcidError(
-            "the export checks the model on real cells: pass --dataset (the training dataset was not found)",
-            ds_path,
-        )
-    ds = CellDataset.open(ds_path)
+        if not is_dataset(ds_path):
+            raise CtcidError(
+                "the export checks the model on real cells: pass --dataset (the training dataset was not found)",
+                ds_path,
+            )
+        ds = CellDataset.open(ds_path)
     from ..models import check_compatible
 
     check_compatible(meta, ds)
@@ -242,10 +202,8 @@ def _quantise(
     labels: np.ndarray,
     calibration_cells: int,
 ) -> dict[str, Any]:
-    from ..evaluate import apply_temperature
-
-    train = np.flatnonzero(np.isin(sample_ids, meta.training.get("train_samples", [])))
-    val = np.flatnonzero(np.isin(sample_ids, meta.training.get("val_samples", [])) & (labels >= 0))
+    train = np.flatnonzero(np.isin(sample_ids, meta.training.train_samples))
+    val = np.flatnonzero(np.isin(sample_ids, meta.training.val_samples) & (labels >= 0))
     if len(train) == 0 or len(val) == 0 or not (labels[val] == 1).any():
         raise CtcidError(
             "INT8 calibration needs the training dataset with the bundle's training and validation patients",
@@ -262,7 +220,7 @@ def _quantise(
 
     def f1(model: nn.Module) -> float:
         logits = model(*vfeeds).reshape(-1).detach().numpy()
-        pred = apply_temperature(logits, meta.temperature) >= meta.threshold
+        pred = meta.probabilities(logits) >= meta.threshold
         tp = float((pred & (y == 1)).sum())
         return 2 * tp / max(1.0, float(pred.sum() + (y == 1).sum()))
 

@@ -9,12 +9,12 @@ its group, the channels it reads and its unit.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..errors import CtcidError
+from ..config import ConfigError, Options, option
 from .intensity import background_counts, intensity_features, noise_counts
 from .morphology import centroids_px, lobe_count, shape_features
 from .texture import LBP_POINTS, glcm_features, intensity_entropy_bits, lbp_histogram, quantise
@@ -44,47 +44,40 @@ _GLCM = ("contrast", "homogeneity", "energy", "correlation")
 
 
 @dataclass
-class FeatureConfig:
-    """Options of the feature measurements.
+class FeatureConfig(Options):
+    """Options of the feature measurements."""
 
-    Attributes
-    ----------
-    glcm_levels
-        Grey levels of the co-occurrence matrices (intensities are quantised per cell inside its mask).
-    glcm_distances
-        Pixel distances of the co-occurrence matrices; each feature is the mean over 0, 45, 90, 135 degrees.
-    ring_um
-        Width (um) of the membrane ring for ``<channel>_ring_interior_ratio``.
-    marker_ratio
-        The two channels of ``<a>_<b>_ratio`` (CK over CD45: high for a CTC, low for a leukocyte).
-    coverage_channel
-        Channel whose positive pixels give ``nucleus_<channel>_fraction`` (CK around or over the nucleus).
-    coverage_snr
-        A pixel is positive above background + ``coverage_snr`` x the border noise.
-    lobe_core_fraction
-        Thickness fraction that separates nucleus lobes (see :func:`ctcid.features.morphology.lobe_count`).
-    """
+    glcm_levels: int = option(
+        16,
+        help="Grey levels of the co-occurrence matrices (intensities quantised per cell inside its mask).",
+        ge=2,
+        le=256,
+    )
+    glcm_distances: list[int] = option(
+        default_factory=lambda: [1, 2, 4],
+        help="Pixel distances of the co-occurrence matrices; each feature is the mean over 4 angles (0-135 deg).",
+    )
+    ring_um: float = option(1.0, help="Width (um) of the membrane ring for <channel>_ring_interior_ratio.", gt=0)
+    marker_ratio: list[str] = option(
+        default_factory=lambda: ["CK", "CD45"],
+        help="The two channels of <a>_<b>_ratio (CK over CD45: high for a CTC, low for a leukocyte).",
+    )
+    coverage_channel: str = option(
+        "CK", help="Channel whose positive pixels give nucleus_<channel>_fraction (CK around or over the nucleus)."
+    )
+    coverage_snr: float = option(3.0, help="A pixel is positive above background + this x the border noise.", ge=0)
+    lobe_core_fraction: float = option(
+        0.55,
+        help="Thickness fraction that separates nucleus lobes (ctcid.features.morphology.lobe_count).",
+        gt=0,
+        lt=1,
+    )
 
-    glcm_levels: int = 16
-    glcm_distances: list[int] = field(default_factory=lambda: [1, 2, 4])
-    ring_um: float = 1.0
-    marker_ratio: list[str] = field(default_factory=lambda: ["CK", "CD45"])
-    coverage_channel: str = "CK"
-    coverage_snr: float = 3.0
-    lobe_core_fraction: float = 0.55
-
-    def validate(self) -> None:
-        if not 2 <= self.glcm_levels <= 256:
-            raise CtcidError(f"glcm_levels must be between 2 and 256, got {self.glcm_levels!r}")
-        if not self.glcm_distances or any(int(d) < 1 for d in self.glcm_distances):
-            raise CtcidError(f"glcm_distances must be whole numbers >= 1, got {self.glcm_distances!r}")
+    def __check__(self) -> None:
+        if not self.glcm_distances or any(d < 1 for d in self.glcm_distances):
+            raise ConfigError("glcm_distances", f"must be whole numbers >= 1, got {self.glcm_distances!r}")
         if len(self.marker_ratio) != 2:
-            raise CtcidError(f"marker_ratio names two channels, got {self.marker_ratio!r}")
-        if not 0 < self.lobe_core_fraction < 1:
-            raise CtcidError(f"lobe_core_fraction must be in (0, 1), got {self.lobe_core_fraction!r}")
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+            raise ConfigError("marker_ratio", f"names two channels, got {self.marker_ratio!r}")
 
 
 def channel_key(name: str) -> str:

@@ -6,6 +6,7 @@ from ._atomic import atomic_dir, atomic_write_bytes, atomic_write_text
 from .imread import Image, read_image, sniff_format, to_uint16
 from .ingest import IngestOptions, IngestResult, fit_to_size, ingest
 from .layouts import CLASSES, LAYOUTS, CellSource, IngestPlan, Rejection, detect_layout, plan_ingest
+from .relabel import with_labels
 from .store import CellDataset, DatasetWriter, ShardedPixels, write_cohort
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "read_image",
     "sniff_format",
     "to_uint16",
+    "with_labels",
     "write_cohort",
 ]

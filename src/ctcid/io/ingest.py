@@ -10,8 +10,7 @@ from __future__ import annotations
 import collections
 import os
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._workers import process_pool, usable_cores
+from .._workers import in_order, process_pool, usable_cores
+from ..config import Options, option
 from ..errors import CtcidError, InputError
 from ._atomic import atomic_dir
 from .imread import Image, as_planes, read_image, to_uint16
@@ -34,66 +34,47 @@ _BATCH = 128
 
 
 @dataclass
-class IngestOptions:
-    """Every option of ``ctcid ingest`` (also the ``ingest`` section of a YAML config).
+class IngestOptions(Options):
+    """Every option of ``ctcid ingest`` (also the ``ingest`` section of a YAML config)."""
 
-    Attributes
-    ----------
-    layout
-        ``auto``, ``deparray``, ``manifest``, ``stack`` or ``class-folders``.
-    channels
-        Channels to keep, in order; ``None`` keeps every channel found.
-    channel_map
-        Source name -> channel name (``FITC=CK``); for class folders, component -> name (``R=CK``).
-    label_map
-        Label or folder name -> ``ctc``/``wbc`` (``noCTC=wbc``).
-    labels
-        A labels CSV; default ``labels.csv`` in the source folder when present.
-    size
-        Crop size in px; ``None`` takes the most common size among the first cells.
-    fit
-        ``pad``: centre-pad smaller crops (with the border median) and centre-crop larger ones;
-        ``resize``: scale the longer side to ``size`` (scale recorded per cell), then pad.
-    pixel_size_um
-        Pixel size of the source images (DEPArray: 0.64 um).
-    channel_axis
-        For ``stack``: ``first`` (C x H x W), ``last`` (H x W x C) or ``auto``.
-    sample_regex
-        For ``stack``/``class-folders`` without sample folders: regex whose first group is the sample id.
-    on_error
-        ``stop`` at the first bad file (nothing written), or ``skip`` it and list it in ``rejected.csv``.
-    workers
-        Decoding processes; ``None`` uses every available core, 0 decodes in this process.
-    """
-
-    layout: str = "auto"
-    channels: list[str] | None = None
-    channel_map: dict[str, str] = field(default_factory=dict)
-    label_map: dict[str, str] = field(default_factory=dict)
-    labels: str | None = None
-    size: int | None = None
-    fit: str = "pad"
-    pixel_size_um: float = 0.64
-    channel_axis: str = "auto"
-    sample_regex: str | None = None
-    on_error: str = "stop"
-    workers: int | None = None
-
-    def validate(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise CtcidError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
-        if self.fit not in FIT_MODES:
-            raise CtcidError(f"--fit must be one of {', '.join(FIT_MODES)}, got {self.fit!r}")
-        if self.on_error not in ON_ERROR:
-            raise CtcidError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
-        if self.channel_axis not in ("auto", "first", "last"):
-            raise CtcidError(f"--channel-axis must be auto, first or last, got {self.channel_axis!r}")
-        if self.size is not None and not 8 <= self.size <= 1024:
-            raise CtcidError(f"--size must be between 8 and 1024 px, got {self.size}")
-        if not 0.01 <= self.pixel_size_um <= 100:
-            raise CtcidError(f"--pixel-size must be in um, between 0.01 and 100, got {self.pixel_size_um}")
-        if self.workers is not None and self.workers < 0:
-            raise CtcidError("--workers must be >= 0")
+    layout: str = option(
+        "auto", help="Export layout: auto, deparray, manifest, stack or class-folders.", choices=LAYOUTS
+    )
+    channels: list[str] | None = option(
+        None, help="Channels to keep, in order, e.g. BF,DAPI,CK,CD45 (default: every channel found)."
+    )
+    channel_map: dict[str, str] = option(
+        default_factory=dict,
+        help="Rename channels: source=name, e.g. FITC=CK,PE=CD45 (class folders: component=name, R=CK).",
+    )
+    label_map: dict[str, str] = option(
+        default_factory=dict, help="Fold labels or folder names into ctc/wbc, e.g. noCTC=wbc,midCTC=ctc."
+    )
+    labels: str | None = option(None, help="Labels CSV (cell_id, label[, sample_id]); default labels.csv in SRC.")
+    size: int | None = option(None, help="Crop size in px (default: the most common size).", ge=8, le=1024)
+    fit: str = option(
+        "pad",
+        help="pad: centre-pad smaller crops (with the border median) and centre-crop larger ones; resize: scale "
+        "the longer side to --size (the scale is recorded), then pad.",
+        choices=FIT_MODES,
+    )
+    pixel_size_um: float = option(
+        0.64, help="Pixel size of the source images in um (DEPArray: 0.64).", ge=0.01, le=100, flag="--pixel-size"
+    )
+    channel_axis: str = option(
+        "auto", help="For stacks: first (C x H x W), last (H x W x C) or auto.", choices=("auto", "first", "last")
+    )
+    sample_regex: str | None = option(
+        None, help="Regex whose first group in a file name is the sample (when samples are not folders)."
+    )
+    on_error: str = option(
+        "stop",
+        help="stop at the first bad file (nothing written), or skip it (listed in rejected.csv).",
+        choices=ON_ERROR,
+    )
+    workers: int | None = option(
+        None, help="Decoding processes (default: every available core; 0 decodes in this process).", ge=0
+    )
 
 
 @dataclass
@@ -323,44 +304,9 @@ def ingest(
         f"channels: {', '.join(plan.channels)}; {len(plan.cells)} cells in "
         f"{len({c.sample_id for c in plan.cells})} samples"
     )
-    n = len(plan.cells)
-    workers = opts.workers if opts.workers is not None else min(usable_cores(), 16)
-    if n < 2 * _BATCH:
-        workers = 0
-    batches = [plan.cells[i : i + _BATCH] for i in range(0, n, _BATCH)]
-    args = (plan.channels, size, opts.fit, plan.channel_axis)
     with atomic_dir(out, overwrite) as tmp:
         writer = DatasetWriter(tmp, plan.channels, size, opts.pixel_size_um)
-        pool = process_pool(workers) if workers > 0 else None
-        try:
-            pending: collections.deque[tuple[int, Future | None]] = collections.deque()
-            done = next_batch = 0
-            while next_batch < len(batches) or pending:
-                while next_batch < len(batches) and len(pending) < max(2, 3 * workers):  # bounded read-ahead
-                    future = pool.submit(_decode_batch, batches[next_batch], *args) if pool else None
-                    pending.append((next_batch, future))
-                    next_batch += 1
-                index, future = pending.popleft()
-                batch = batches[index]
-                pixels, good, errors, summary = future.result() if future else _decode_batch(batch, *args)
-                for pos, path, reason in errors:
-                    cell = batch[pos]
-                    rej = Rejection(cell.sample_id, cell.cell_id, path, reason)
-                    if opts.on_error == "stop":
-                        raise rej.as_error()
-                    rejected.append(rej)
-                if good:
-                    writer.append(pixels, _rows(batch, good, plan.channels, plan.root), summary)
-                done += len(batch)
-                if progress:
-                    progress(done, n)
-        except BaseException:
-            writer.abort()
-            if pool:
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        if pool:
-            pool.shutdown()
+        _decode_all(plan, size, opts, writer, rejected, progress)
         if writer.n == 0:
             raise CtcidError(
                 f"no cells could be read ({len(rejected)} rejected; first: {rejected[0].reason})", src
@@ -377,3 +323,46 @@ def ingest(
     if rejected:
         say(f"{len(rejected)} cell(s) rejected; see {Path(out) / REJECTED_FILE}")
     return IngestResult(Path(out), header, plan.notes, rejected)
+
+
+def _decode_all(
+    plan: IngestPlan,
+    size: int,
+    opts: IngestOptions,
+    writer: DatasetWriter,
+    rejected: list[Rejection],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Decode the plan's cells in batches (in worker processes for large exports) and append them to ``writer``
+    in order; bad cells stop the ingest or are added to ``rejected``, as ``opts.on_error`` says."""
+    n = len(plan.cells)
+    workers = opts.workers if opts.workers is not None else min(usable_cores(), 16)
+    if n < 2 * _BATCH:
+        workers = 0
+    batches = [plan.cells[i : i + _BATCH] for i in range(0, n, _BATCH)]
+    args = (plan.channels, size, opts.fit, plan.channel_axis)
+    pool = process_pool(workers) if workers > 0 else None
+    try:
+        done = 0
+        for index, (pixels, good, errors, summary) in in_order(
+            pool, _decode_batch, batches, max(2, 3 * workers), *args
+        ):
+            batch = batches[index]
+            for pos, path, reason in errors:
+                cell = batch[pos]
+                rej = Rejection(cell.sample_id, cell.cell_id, path, reason)
+                if opts.on_error == "stop":
+                    raise rej.as_error()
+                rejected.append(rej)
+            if good:
+                writer.append(pixels, _rows(batch, good, plan.channels, plan.root), summary)
+            done += len(batch)
+            if progress:
+                progress(done, n)
+    except BaseException:
+        writer.abort()
+        if pool:
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    if pool:
+        pool.shutdown()

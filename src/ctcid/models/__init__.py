@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from .bundle import Bundle, BundleMeta, check_compatible, load_bundle, read_meta, save_bundle
+from .bundle import (
+    Bundle,
+    BundleMeta,
+    FeatureInputs,
+    TrainingRecord,
+    check_compatible,
+    load_bundle,
+    read_meta,
+    save_bundle,
+)
+from .calibration import Calibration, logit
 from .fusion import DualBranch, FeatureMLP, FeatureScaler, model_inputs
 from .gbm import TreeEnsemble
 from .registry import SYSTEM_A_BACKBONES, create_model, is_model, list_models, load_weights, register_model
@@ -11,9 +21,12 @@ __all__ = [
     "SYSTEM_A_BACKBONES",
     "Bundle",
     "BundleMeta",
+    "Calibration",
     "DualBranch",
+    "FeatureInputs",
     "FeatureMLP",
     "FeatureScaler",
+    "TrainingRecord",
     "TreeEnsemble",
     "check_compatible",
     "create_model",
@@ -21,6 +34,7 @@ __all__ = [
     "list_models",
     "load_bundle",
     "load_weights",
+    "logit",
     "model_inputs",
     "read_meta",
     "register_model",

@@ -3,8 +3,9 @@
 A bundle folder holds ``model.safetensors`` and ``model.json``. The JSON carries everything
 needed to apply the weights to new data and get the same answer: architecture and its
 arguments, channels in order, per-channel normalisation, crop, input and pixel size, classes,
-decision threshold, temperature, the training data's fingerprint, package versions and the
-sha256 of the weights. Loading never unpickles, checks the sha256, and a bundle that does not
+decision threshold, the calibration map (:class:`ctcid.models.Calibration`), the training data's
+fingerprint, package versions and the sha256 of the weights. Bundles of format 1 (a temperature instead of
+a calibration map) are read too. Loading never unpickles, checks the sha256, and a bundle that does not
 match a dataset (channels, crop size, pixel size) is refused with a clear message.
 """
 
@@ -22,14 +23,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import Options, from_dict, option
+from ..config import validate as validate_fields
 from ..errors import CtcidError
+from ..features import FeatureConfig
 from ..io._atomic import atomic_dir
 from ..io._json import read_versioned_json
+from ..segment import SegmentConfig
+from .calibration import Calibration
 
 __all__ = [
     "BUNDLE_FORMAT",
     "Bundle",
     "BundleMeta",
+    "FeatureInputs",
+    "TrainingRecord",
     "check_compatible",
     "load_bundle",
     "save_bundle",
@@ -37,11 +45,37 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT = "ctcid-model"
-BUNDLE_VERSION = 1
+#: Format 2: a ``calibration`` section replaces format 1's ``temperature``.
+BUNDLE_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 #: Relative pixel-size difference above which a dataset is refused.
 PIXEL_SIZE_TOLERANCE = 0.10
+
+
+@dataclass
+class FeatureInputs(Options):
+    """The feature inputs of a feature model: the columns it reads and the options that measured them."""
+
+    names: list[str] = option(default_factory=list, help="Feature columns, in the order the model reads them.")
+    segmentation: SegmentConfig = option(default_factory=SegmentConfig, help="Segmentation options.", cli=False)
+    config: FeatureConfig = option(default_factory=FeatureConfig, help="Feature measure options.", cli=False)
+
+
+@dataclass
+class TrainingRecord(Options):
+    """What a bundle records of its training: the data, the patients on each side, epochs and options."""
+
+    dataset_fingerprint: str = option("", help="Content fingerprint of the training dataset.")
+    dataset: str = option("", help="Path of the training dataset.")
+    ingest: dict[str, Any] = option(default_factory=dict, help="Options the training data was ingested with.")
+    train_cells: int = option(0, help="Training cells.")
+    val_cells: int = option(0, help="Validation cells.")
+    train_samples: list[str] = option(default_factory=list, help="Training patients.")
+    val_samples: list[str] = option(default_factory=list, help="Validation patients.")
+    best_epoch: int | None = option(None, help="Epoch whose weights were kept.")
+    epochs_run: int = option(0, help="Epochs trained.")
+    config: dict[str, Any] = option(default_factory=dict, help="Every training option, resolved.")
 
 
 @dataclass
@@ -50,18 +84,18 @@ class BundleMeta:
 
     architecture: str
     channels: list[str]
-    normalisation: dict[str, dict[str, float]]
+    normalisation: dict[str, dict[str, float | str]]
     crop_size: list[int]
     input_size: int
     pixel_size_um: float
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=lambda: ["image"])
-    features: dict[str, Any] = field(default_factory=dict)
+    features: FeatureInputs | None = None
     classes: list[str] = field(default_factory=lambda: ["wbc", "ctc"])
     positive_class: str = "ctc"
     threshold: float = 0.5
-    temperature: float = 1.0
-    training: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration = field(default_factory=Calibration)
+    training: TrainingRecord = field(default_factory=TrainingRecord)
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
@@ -72,6 +106,14 @@ class BundleMeta:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=_json_default) + "\n"
+
+    def calibration_map(self) -> Calibration:
+        """The map from raw logits to calibrated probabilities (identity when none was fitted)."""
+        return self.calibration
+
+    def probabilities(self, raw_logits: Any) -> np.ndarray:
+        """Calibrated CTC probabilities of raw logits (what ``p_ctc`` holds)."""
+        return self.calibration_map().probabilities(raw_logits)
 
 
 def _json_default(obj: Any) -> Any:
@@ -142,14 +184,20 @@ def read_meta(path: str | os.PathLike[str]) -> BundleMeta:
     if not meta_file.is_file():
         raise CtcidError(f"not a model bundle: {META_FILE} is missing", path)
     raw = read_versioned_json(meta_file, BUNDLE_FORMAT, BUNDLE_VERSION, "bundle metadata")
-    known = {f for f in BundleMeta.__dataclass_fields__}
+    if int(raw.get("format_version", 1)) < 2:  # format 1: p = sigmoid(logit / temperature)
+        raw["calibration"] = Calibration.from_temperature(float(raw.pop("temperature", 1.0))).to_dict()
+    if not raw.get("features"):  # image models wrote an empty mapping
+        raw["features"] = None
     try:
-        meta = BundleMeta(**{k: v for k, v in raw.items() if k in known})
+        meta = from_dict(BundleMeta, raw, strict=False)
+        validate_fields(meta)
     except TypeError as exc:
         raise CtcidError(f"bundle metadata lacks a field ({exc})", meta_file) from None
+    except CtcidError as exc:
+        raise CtcidError(f"bundle metadata: {exc}", meta_file) from None
     if not meta.channels or ("image" in meta.inputs and set(meta.channels) - set(meta.normalisation)):
         raise CtcidError("bundle metadata: every channel needs a normalisation entry", meta_file)
-    if "features" in meta.inputs and not meta.features.get("names"):
+    if "features" in meta.inputs and (meta.features is None or not meta.features.names):
         raise CtcidError("bundle metadata: a feature model needs its feature names", meta_file)
     return meta
 
@@ -187,7 +235,7 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
             trees = TreeEnsemble.from_state_dict(load_arrays(str(weights)))
         except (SafetensorError, ValueError, OSError) as exc:
             raise CtcidError(f"tree arrays cannot be read ({exc})", weights) from None
-        if trees.n_features != len(meta.features.get("names", [])):
+        if meta.features is None or trees.n_features != len(meta.features.names):
             raise CtcidError("tree arrays and model.json disagree on the number of features", weights)
         return Bundle(trees, meta, path)
     model = create_model(meta.architecture, in_chans=len(meta.channels), **meta.model_kwargs)

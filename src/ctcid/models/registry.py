@@ -1,5 +1,8 @@
 """One factory over a registry: ``create_model(name, ...)``.
 
+The registry is a leaf: model modules register into it (``@register_model``), and importing
+:mod:`ctcid.models` imports them all, so every registered name is known before any lookup.
+
 Names registered here (ctcid's own architectures) come first; any other name is a timm
 backbone (``resnet34``, ``resnet50``, ``efficientnet_b4``, ``densenet121``, ...). The first
 convolution takes ``in_chans`` channels and the head gives ``num_classes`` logits (one logit,
@@ -46,19 +49,13 @@ def list_models(pattern: str | None = None) -> list[str]:
 
     import timm
 
-    _register_own()
     own = sorted(n for n in (*_REGISTRY, *TREE_MODELS) if pattern is None or fnmatch.fnmatch(n, pattern))
     return own + timm.list_models(pattern or "*")
-
-
-def _register_own() -> None:
-    from . import fusion  # noqa: F401  (registers features_mlp and dual_branch)
 
 
 def is_model(name: str) -> bool:
     import timm
 
-    _register_own()
     return name in _REGISTRY or name in TREE_MODELS or timm.is_model(name)
 
 
@@ -102,13 +99,13 @@ def create_model(
 
     Examples
     --------
+    >>> import torch
     >>> m = create_model("resnet18", in_chans=1)
     >>> m(torch.zeros(2, 1, 64, 64)).shape
     torch.Size([2, 1])
     """
     if pretrained and weights is not None:
         raise CtcidError("give either --pretrained or --weights, not both")
-    _register_own()
     if name in TREE_MODELS:
         raise CtcidError(
             f"{name} is a tree model on the feature table, not a network; train it with `ctcid train`"

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from .infer import autocast_dtype, bundle_features, bundle_inputs, bundle_logits, infer_logits, resolve_device
-from .run import PredictResult, expected_counts, predict
+from .evaluate import EvaluateResult, evaluate_bundle
+from .infer import bundle_features, bundle_inputs, bundle_logits, infer_bundle, infer_logits
+from .run import PredictResult, predict, sample_counts
 
 __all__ = [
+    "EvaluateResult",
     "PredictResult",
-    "autocast_dtype",
     "bundle_features",
     "bundle_inputs",
     "bundle_logits",
-    "expected_counts",
+    "evaluate_bundle",
+    "infer_bundle",
     "infer_logits",
     "predict",
-    "resolve_device",
+    "sample_counts",
 ]

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from .._runtime import accelerator_for
+from ..data import BatchPlan, Normalizer, StoreBatches, network_inputs
 from ..io import CellDataset
-from ..train.data import BatchPlan, Normalizer, StoreBatches
 
 __all__ = ["distributed_logits"]
 
@@ -46,9 +47,7 @@ class _Predictor(pl.LightningModule):
         self.shard.rank, self.shard.world = self.trainer.global_rank, self.trainer.world_size
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        from .infer import model_inputs
-
-        args = model_inputs(batch, self.norm, self.input_size, self.inputs, self.device)
+        args = network_inputs(batch, self.norm, self.input_size, self.inputs, self.device)
         logits = self.model(*args).reshape(-1).float()
         self.parts.append((batch["index"].cpu().numpy(), logits.cpu().numpy()))
 
@@ -77,7 +76,6 @@ def distributed_logits(
     import logging
     import warnings
 
-    from ..train.engine import accelerator_for
     from .infer import bundle_features
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):

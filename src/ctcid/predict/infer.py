@@ -8,64 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._runtime import autocast_dtype, resolve_device
+from ..data import BatchPlan, Normalizer, StoreBatches, feature_matrix, network_inputs
 from ..io import CellDataset
-from ..train.data import BatchPlan, Normalizer, StoreBatches
 
-__all__ = [
-    "autocast_dtype",
-    "bundle_features",
-    "bundle_inputs",
-    "bundle_logits",
-    "infer_bundle",
-    "infer_logits",
-    "model_inputs",
-    "resolve_device",
-]
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        from ..errors import CtcidError
-
-        raise CtcidError("--device cuda was asked for but no CUDA device is available")
-    return torch.device(device)
-
-
-def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    if device.type != "cuda" or precision in ("32", "32-true"):
-        return None
-    return torch.float16 if precision == "16-mixed" else torch.bfloat16
-
-
-def model_inputs(
-    batch: dict[str, torch.Tensor],
-    norm: Normalizer,
-    input_size: int,
-    inputs: tuple[str, ...],
-    device: torch.device,
-) -> list[torch.Tensor]:
-    """What the network receives for a batch from the store: the windowed, resized and standardised image
-    batch (as in training, without augmentation) and/or the feature rows."""
-    import torch.nn.functional as F
-
-    args = []
-    if "image" in inputs:
-        s = batch["src"].to(device)
-        x = norm.window(batch["pixels"].to(device, non_blocking=True), s)
-        if x.shape[-1] != input_size:
-            x = F.interpolate(
-                x,
-                size=(input_size, input_size),
-                mode="bilinear",
-                align_corners=False,
-                antialias=x.shape[-1] > input_size,
-            )
-        args.append(norm.standardise(x, s))
-    if "features" in inputs:
-        args.append(batch["features"].to(device))
-    return args
+__all__ = ["bundle_features", "bundle_inputs", "bundle_logits", "infer_bundle", "infer_logits"]
 
 
 @torch.inference_mode()
@@ -108,7 +55,7 @@ def infer_logits(
     out: np.ndarray | None = None
     done = 0
     for b in range(len(batches)):
-        args = model_inputs(batches[b], norm, input_size, inputs, dev)
+        args = network_inputs(batches[b], norm, input_size, inputs, dev)
         with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
             logits = (model(*args).reshape(-1) if call is None else call(model, args)).float()
         if out is None:
@@ -141,20 +88,10 @@ def bundle_features(meta: object, ds: CellDataset) -> np.ndarray | None:
     Features come from the dataset's cache, measured with the options recorded in the bundle (computed
     and cached first when missing).
     """
-    from ..errors import CtcidError
-    from ..features import FeatureConfig, compute_features
-    from ..segment import SegmentConfig
-
     if "features" not in meta.inputs:  # type: ignore[attr-defined]
         return None
     spec = meta.features  # type: ignore[attr-defined]
-    table = compute_features(ds, SegmentConfig(**spec["segmentation"]), FeatureConfig(**spec["config"]))
-    missing = [n for n in spec["names"] if n not in table.columns]
-    if missing:
-        raise CtcidError(
-            f"the dataset's features lack {', '.join(missing[:3])} that the model reads (other channels?)", ds.path
-        )
-    return table[spec["names"]].to_numpy(np.float32)
+    return feature_matrix(ds, spec.segmentation, spec.config, names=spec.names)[0]
 
 
 def bundle_inputs(bundle: object, ds: CellDataset, cells: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:

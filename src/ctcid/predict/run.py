@@ -5,11 +5,12 @@ with the options the model's training data was ingested with (channel map, layou
 ``OUT`` appears atomically and holds
 
 ``predictions.parquet`` / ``predictions.csv``
-    ``cell_id``, ``sample_id``, ``label`` (when known), ``logit``, calibrated ``p_ctc``, ``call`` at the
-    bundle's threshold, ``uncertainty`` (1 at p = 0.5, 0 at 0 or 1), ``qc_flags``, ``model_id``.
+    ``cell_id``, ``sample_id``, ``label`` (when known), ``logit`` (raw), calibrated ``p_ctc``, ``call`` at the
+    bundle's threshold, ``uncertainty`` (1 at the threshold, towards 0 far from it), ``qc_flags``, ``model_id``.
 ``counts.csv``
-    Per sample: cells, predicted CTCs (calls), the expected CTC count (sum of ``p_ctc``) with a 95% interval
-    (normal approximation of the Poisson-binomial count), and the true count when labels exist.
+    Per sample: cells, ``called_ctc``, the ``expected`` and ``adjusted`` estimates with 95% intervals that
+    include the calibration's and the error rates' uncertainty, ``ctc_estimate`` (the chosen estimator) and,
+    with blood volumes, ``ctc_per_7_5ml`` (see :mod:`ctcid.evaluate.counts`); ``true_ctc`` when labels exist.
 ``predict.json``
     Model id, engine, dataset fingerprint, timings and versions.
 """
@@ -28,11 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._runtime import Progress, launched_worker
 from ..errors import CtcidError
-from ..io import CellDataset
+from ..io import CellDataset, atomic_dir, atomic_write_text
 from ..io.store import is_dataset
+from .infer import bundle_logits
 
-__all__ = ["PredictResult", "expected_counts", "predict"]
+__all__ = ["PredictResult", "predict", "sample_counts"]
 
 
 @dataclass
@@ -43,29 +46,27 @@ class PredictResult:
     seconds: float
 
 
-def expected_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per-sample counts from per-cell predictions (``sample_id``, ``p_ctc``, ``call``, optional ``label``).
+def sample_counts(
+    ds: CellDataset,
+    frame: pd.DataFrame,
+    meta: Any,
+    *,
+    method: str | None = None,
+    blood_volume_ml: float | None = None,
+) -> pd.DataFrame:
+    """Per-sample count table (:func:`ctcid.evaluate.count_table`) of predictions made with the bundle ``meta``.
 
-    The number of CTCs among independent cells with probabilities ``p_i`` is Poisson-binomial: mean
-    ``sum p_i``, variance ``sum p_i (1 - p_i)``; the interval is mean ± 1.96 sd, clipped to [0, cells].
+    Blood volumes come from ``blood_volume_ml``, or else from a ``blood_volume_ml`` column of the dataset's
+    cell table (a labels or manifest column carried by ingest).
     """
-    rows = []
-    for sample, g in frame.groupby("sample_id", sort=True):
-        p = g["p_ctc"].to_numpy(dtype=np.float64)
-        mean = float(p.sum())
-        sd = float(np.sqrt((p * (1 - p)).sum()))
-        row: dict[str, Any] = {
-            "sample_id": sample,
-            "cells": len(g),
-            "predicted_ctc": int((g["call"] == "ctc").sum()),
-            "expected_ctc": round(mean, 3),
-            "expected_ctc_lo": round(max(0.0, mean - 1.96 * sd), 3),
-            "expected_ctc_hi": round(min(float(len(g)), mean + 1.96 * sd), 3),
-        }
-        if "label" in g and g["label"].isin(["ctc", "wbc"]).any():
-            row["true_ctc"] = int((g["label"] == "ctc").sum())
-        rows.append(row)
-    return pd.DataFrame(rows)
+    from ..evaluate import ErrorRates, count_table
+
+    rates = ErrorRates.from_metrics(meta.metrics["validation"]) if meta.metrics.get("validation") else None
+    if blood_volume_ml is None and "blood_volume_ml" in ds.table.columns:
+        by_cell = ds.table.set_index(["sample_id", "cell_id"])["blood_volume_ml"]
+        keys = pd.MultiIndex.from_arrays([frame["sample_id"], frame["cell_id"]])
+        frame = frame.assign(blood_volume_ml=pd.to_numeric(by_cell.reindex(keys).to_numpy(), errors="coerce"))
+    return count_table(frame, meta.calibration_map(), rates, method=method, blood_volume_ml=blood_volume_ml)
 
 
 def _open_or_ingest(
@@ -77,7 +78,7 @@ def _open_or_ingest(
         raise CtcidError("no such dataset or export folder", src)
     from ..io import IngestOptions, ingest
 
-    rec = dict(meta.training.get("ingest") or {})
+    rec = dict(meta.training.ingest)
     known = set(IngestOptions.__dataclass_fields__)
     opts = IngestOptions(**{k: v for k, v in rec.items() if k in known and k not in ("labels", "workers")})
     opts.size = int(meta.crop_size[0])
@@ -91,122 +92,161 @@ def _ddp(strategy: str) -> str:
     return strategy if strategy.startswith("ddp") else "ddp"
 
 
-def predict(
-    model: str | os.PathLike[str],
-    src: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    engine: str = "torch",
-    batch_size: int = 256,
-    device: str = "auto",
-    devices: int | str = 1,
-    strategy: str = "auto",
-    num_nodes: int = 1,
-    overwrite: bool = False,
-    log: Callable[[str], None] | None = None,
-    progress: Callable[[str, int], Callable[[int, int], None]] | None = None,
-) -> PredictResult | None:
-    """Apply the bundle ``model`` to ``src`` (dataset or raw export) and write ``out`` (see the module doc).
+def choose_engine(model: str | os.PathLike[str], engine: str, device: str, parallel: bool) -> tuple[Any, str]:
+    """The loaded bundle and the engine it runs on: ``auto`` takes PyTorch on a GPU or for data-parallel runs,
+    else the fastest engine verified for the bundle (:func:`ctcid.predict.onnx.verified_engines`)."""
+    from .._runtime import resolve_device
+    from ..models import load_bundle, read_meta
+    from ..models.bundle import verify_bundle
+    from ..models.registry import TREE_MODELS
+    from .onnx import ENGINES, load_onnx, verified_engines
 
-    With ``devices`` > 1 (or ``strategy="ddp"``, or several nodes) the cells are shared among data-parallel
-    processes (see :mod:`ctcid.predict.distributed`); the first process writes ``out``, the others return
-    ``None``.
-    """
-    from ..io import atomic_dir, atomic_write_text
-    from ..io.store import package_versions
-    from ..models import check_compatible, load_bundle
-    from ..train.engine import predictions_frame
-    from .infer import bundle_logits
-
-    say = log or (lambda _m: None)
-    if engine not in ("torch", "onnx"):
-        raise CtcidError(f"--engine must be torch or onnx, got {engine!r}")
-    if engine == "onnx":
-        from ..export import load_onnx
-        from ..models.bundle import verify_bundle
-
-        verify_bundle(model)  # the weights' sha256 and the metadata, before onnxruntime runs
-        bundle = load_onnx(model)
-    else:
-        bundle = load_bundle(model)
-    meta = bundle.meta
-    src = Path(src)
-    parallel = str(devices) not in ("1", "auto") or num_nodes > 1 or strategy.startswith("ddp")
-    if parallel and engine != "torch":
-        raise CtcidError("data-parallel prediction runs the PyTorch engine; drop --engine onnx or --devices")
-    if parallel and not is_dataset(src):
-        raise CtcidError("data-parallel prediction reads an ingested dataset; run `ctcid ingest` first", src)
-    from ..train.engine import _launched_worker
-
-    if parallel and _launched_worker():  # a worker process: compute its share, write nothing
-        from .distributed import distributed_logits
-
-        ds = CellDataset.open(src)
-        check_compatible(meta, ds)
-        distributed_logits(
-            bundle,
-            ds,
-            np.arange(len(ds)),
-            devices=devices,
-            strategy=_ddp(strategy),
-            num_nodes=num_nodes,
-            device=device,
-            batch_size=batch_size,
+    if engine not in ENGINES:
+        raise CtcidError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    meta = read_meta(model)
+    if engine == "auto":
+        gpu = device != "cpu" and resolve_device(device).type == "cuda"
+        engine = (
+            "torch"
+            if gpu or parallel or meta.architecture in TREE_MODELS
+            else verified_engines(model, meta.model_id)[0]
         )
-        return None
-    t0 = time.perf_counter()
-    with atomic_dir(out, overwrite) as tmp:
-        ds = _open_or_ingest(src, tmp, meta, say, progress("ingest", 0) if progress else None)
-        check_compatible(meta, ds)
-        cells = np.arange(len(ds))
-        update = progress("predict", len(cells)) if progress else None
-        if parallel:
-            from .distributed import distributed_logits
+    if parallel and engine != "torch":
+        raise CtcidError("data-parallel prediction runs the PyTorch engine; drop --engine or --devices")
+    if engine == "torch":
+        return load_bundle(model), ("trees" if meta.architecture in TREE_MODELS else "torch")
+    verify_bundle(model)  # the weights' sha256 and the metadata, before onnxruntime runs
+    return load_onnx(model, int8=engine == "onnx-int8"), engine
 
-            say(f"data-parallel prediction over {devices} device(s) x {num_nodes} node(s)")
-            logits = distributed_logits(
-                bundle,
-                ds,
-                cells,
-                devices=devices,
-                strategy=_ddp(strategy),
-                num_nodes=num_nodes,
-                device=device,
-                batch_size=batch_size,
-            )
-        else:
-            logits = bundle_logits(bundle, ds, cells, batch_size=batch_size, device=device, progress=update)
-        frame = predictions_frame(ds, cells, logits, meta.temperature, meta.threshold, meta.model_id)
-        if "features" in meta.inputs:
-            from ..features import load_segmentation
 
-            flags = load_segmentation(ds).flags.to_numpy()
-            frame["qc_flags"] = [
-                ";".join(filter(None, (a, b))) for a, b in zip(frame["qc_flags"], flags, strict=True)
-            ]
-        counts = expected_counts(frame)
-        frame.to_parquet(tmp / "predictions.parquet", index=False)
-        atomic_write_text(tmp / "predictions.csv", frame.to_csv(index=False))
-        atomic_write_text(tmp / "counts.csv", counts.to_csv(index=False))
-        seconds = time.perf_counter() - t0
-        info = {
-            "model_id": meta.model_id,
-            "model": str(Path(model).resolve()),
-            "engine": engine,
-            "devices": devices,
-            "num_nodes": num_nodes,
-            "input": str(src.resolve()),
+def _logits(bundle: Any, ds: CellDataset, parallel: bool, opts: dict[str, Any], progress: Any, say: Any) -> Any:
+    cells = np.arange(len(ds))
+    if not parallel:
+        update = None if progress is None else (lambda done, total: progress(done, total, "predict"))
+        return bundle_logits(
+            bundle, ds, cells, batch_size=opts["batch_size"], device=opts["device"], progress=update
+        )
+    from .distributed import distributed_logits
+
+    say(f"data-parallel prediction over {opts['devices']} device(s) x {opts['num_nodes']} node(s)")
+    return distributed_logits(
+        bundle,
+        ds,
+        cells,
+        devices=opts["devices"],
+        strategy=_ddp(opts["strategy"]),
+        num_nodes=opts["num_nodes"],
+        device=opts["device"],
+        batch_size=opts["batch_size"],
+    )
+
+
+def _frame(ds: CellDataset, logits: np.ndarray, meta: Any) -> pd.DataFrame:
+    from ..evaluate import predictions_frame
+
+    frame = predictions_frame(
+        ds, np.arange(len(ds)), logits, meta.calibration_map(), meta.threshold, meta.model_id
+    )
+    if "features" in meta.inputs:
+        from ..features import load_segmentation
+
+        flags = load_segmentation(ds).flags.to_numpy()
+        frame["qc_flags"] = [";".join(filter(None, (a, b))) for a, b in zip(frame["qc_flags"], flags, strict=True)]
+    return frame
+
+
+def _record(tmp: Path, ds: CellDataset, frame: pd.DataFrame, counts: pd.DataFrame, meta: Any, info: dict) -> None:
+    from ..io.store import package_versions
+
+    seconds = info["seconds"]
+    info.update(
+        {
             "dataset": str(ds.path) if ds.path.parent != tmp else "dataset",
             "dataset_fingerprint": ds.fingerprint,
             "cells": len(frame),
             "samples": int(frame["sample_id"].nunique()),
             "predicted_ctc": int((frame["call"] == "ctc").sum()),
             "threshold": meta.threshold,
-            "temperature": meta.temperature,
-            "seconds": round(seconds, 2),
+            "calibration": meta.calibration.to_dict(),
+            "count_method": str(counts["count_method"].iloc[0]) if len(counts) else None,
             "cells_per_s": round(len(frame) / seconds, 1) if seconds > 0 else None,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": package_versions(),
         }
-        atomic_write_text(tmp / "predict.json", json.dumps(info, indent=2) + "\n")
+    )
+    frame.to_parquet(tmp / "predictions.parquet", index=False)
+    atomic_write_text(tmp / "predictions.csv", frame.to_csv(index=False))
+    atomic_write_text(tmp / "counts.csv", counts.to_csv(index=False))
+    atomic_write_text(tmp / "predict.json", json.dumps(info, indent=2) + "\n")
+
+
+def predict(
+    model: str | os.PathLike[str],
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    engine: str = "auto",
+    batch_size: int = 256,
+    device: str = "auto",
+    devices: int | str = 1,
+    strategy: str = "auto",
+    num_nodes: int = 1,
+    count_method: str | None = None,
+    blood_volume_ml: float | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+) -> PredictResult | None:
+    """Apply the bundle ``model`` to ``src`` (dataset or raw export) and write ``out`` (see the module doc).
+
+    ``engine="auto"`` runs the fastest engine verified for the bundle (INT8 ONNX, then FP32 ONNX, then PyTorch;
+    PyTorch on a GPU) and says which. With ``devices`` > 1 (or ``strategy="ddp"``, or several nodes) the cells
+    are shared among data-parallel processes (see :mod:`ctcid.predict.distributed`); the first process writes
+    ``out``, the others return ``None``.
+    """
+    from ..evaluate import COUNT_METHODS
+    from ..models import check_compatible
+
+    say = log or (lambda _m: None)
+    if count_method is not None and count_method not in COUNT_METHODS:
+        raise CtcidError(f"--count-method must be one of {', '.join(COUNT_METHODS)}, got {count_method!r}")
+    if blood_volume_ml is not None and not blood_volume_ml > 0:
+        raise CtcidError(f"--blood-volume-ml must be a positive volume in mL, got {blood_volume_ml}")
+    src = Path(src)
+    parallel = str(devices) not in ("1", "auto") or num_nodes > 1 or strategy.startswith("ddp")
+    if parallel and not is_dataset(src):
+        raise CtcidError("data-parallel prediction reads an ingested dataset; run `ctcid ingest` first", src)
+    bundle, used = choose_engine(model, engine, device, parallel)
+    meta = bundle.meta
+    opts = {
+        "batch_size": batch_size,
+        "device": device,
+        "devices": devices,
+        "strategy": strategy,
+        "num_nodes": num_nodes,
+    }
+    if parallel and launched_worker():  # a worker process: compute its share, write nothing
+        ds = CellDataset.open(src)
+        check_compatible(meta, ds)
+        _logits(bundle, ds, True, opts, None, say)
+        return None
+    say(f"engine: {used}")
+    t0 = time.perf_counter()
+    with atomic_dir(out, overwrite) as tmp:
+        ingest_progress = None if progress is None else (lambda done, total: progress(done, total, "ingest"))
+        ds = _open_or_ingest(src, tmp, meta, say, ingest_progress)
+        check_compatible(meta, ds)
+        frame = _frame(ds, _logits(bundle, ds, parallel, opts, progress, say), meta)
+        counts = sample_counts(ds, frame, meta, method=count_method, blood_volume_ml=blood_volume_ml)
+        seconds = time.perf_counter() - t0
+        info = {
+            "model_id": meta.model_id,
+            "model": str(Path(model).resolve()),
+            "engine": used,
+            "devices": devices,
+            "num_nodes": num_nodes,
+            "input": str(src.resolve()),
+            "seconds": round(seconds, 2),
+        }
+        _record(tmp, ds, frame, counts, meta, info)
     return PredictResult(Path(out), frame, counts, seconds)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from .html import ReportInputs, focus_scores, load_inputs, render_report, write_report
-from .summary import dataset_summary, montage, qc_summary, to_display
+from .summary import DatasetDescription, dataset_summary, describe_dataset, montage, qc_summary, to_display
 
 __all__ = [
+    "DatasetDescription",
     "ReportInputs",
     "dataset_summary",
+    "describe_dataset",
     "focus_scores",
     "load_inputs",
     "montage",

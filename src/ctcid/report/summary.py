@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..io import CellDataset
-from ..io._atomic import atomic_write_bytes
+from ..io._atomic import atomic_write_bytes, atomic_write_text
 
-__all__ = ["dataset_summary", "montage", "qc_summary", "to_display"]
+__all__ = ["DatasetDescription", "dataset_summary", "describe_dataset", "montage", "qc_summary", "to_display"]
 
 
 def dataset_summary(ds: CellDataset) -> pd.DataFrame:
@@ -108,3 +109,39 @@ def montage(
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     return atomic_write_bytes(out, buf.getvalue())
+
+
+@dataclass
+class DatasetDescription:
+    """What ``ctcid info`` shows: the header's facts, cells per sample and class, and QC flag counts."""
+
+    dataset: CellDataset
+    samples: pd.DataFrame
+    qc: pd.DataFrame
+
+    def lines(self) -> list[str]:
+        """Two lines on the dataset: size, channels, geometry; layout, fingerprint, rejections."""
+        ds, h = self.dataset, self.dataset.header
+        return [
+            f"{ds.path}: {len(ds)} cells, {h['n_samples']} samples, channels {', '.join(ds.channels)}, "
+            f"{ds.crop_size[0]}x{ds.crop_size[1]} px at {ds.pixel_size_um} um/px",
+            f"layout {h['source']['layout']}, fingerprint {ds.fingerprint[:23]}..., "
+            f"{h.get('rejected', 0)} rejected",
+        ]
+
+
+def describe_dataset(
+    dataset: str | os.PathLike[str] | CellDataset,
+    *,
+    montage_png: str | os.PathLike[str] | None = None,
+    summary_csv: str | os.PathLike[str] | None = None,
+) -> DatasetDescription:
+    """Summarise a dataset (cells per sample and class, QC flags); optionally write the montage of example
+    cells and the per-sample table as CSV."""
+    ds = dataset if isinstance(dataset, CellDataset) else CellDataset.open(dataset)
+    desc = DatasetDescription(ds, dataset_summary(ds), qc_summary(ds))
+    if summary_csv:
+        atomic_write_text(summary_csv, desc.samples.to_csv(index=False))
+    if montage_png:
+        montage(ds, montage_png)
+    return desc

@@ -26,11 +26,12 @@ Masks use the synthetic generator's convention: 0 background, 1 cytoplasm, 2 nuc
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..config import Options, option
 from ..errors import CtcidError
 
 __all__ = ["SEG_FLAGS", "SegmentConfig", "otsu_thresholds", "segment_cells"]
@@ -43,70 +44,52 @@ BORDER_PX = 3
 
 
 @dataclass
-class SegmentConfig:
-    """Options of the classical segmentation (see the module docstring for the method).
+class SegmentConfig(Options):
+    """Options of the classical segmentation (see the module docstring for the method)."""
 
-    Attributes
-    ----------
-    nucleus_channel
-        Channel of the nuclear stain; when the dataset lacks it, the nucleus comes from bright field.
-    bf_channel
-        The bright-field channel.
-    cell_channels
-        Channels whose signal marks the whole cell (those present in the dataset are used).
-    smooth_um
-        Gaussian smoothing sigma (um) before thresholding.
-    threshold
-        ``otsu`` or ``li`` (per crop and channel).
-    min_snr
-        Lowest threshold, in noise units of the smoothed image; keeps empty crops empty.
-    closing_um
-        Radius (um) of the closing that joins a broken rim before holes are filled.
-    outline_inset_um
-        Erosion (um) of the filled cell: a thresholded rim (bright field's dark rim or halo, CD45's ring) is
-        as wide as the blur, and the cell's outline lies at its middle, not its outer edge.
-    merge_nuclei_um
-        Nucleus fragments closer than this (um) count as one nucleus (lobes of a neutrophil).
-    min_cell_area_um2, min_nucleus_area_um2
-        Objects smaller than these are noise; a smaller cell is flagged ``seg_cell_small``.
-    max_offset_fraction
-        The cell must come within this fraction of the crop size of the crop centre.
-    split_touching
-        Split touching cells with a seeded watershed.
-    """
-
-    nucleus_channel: str = "DAPI"
-    bf_channel: str = "BF"
-    cell_channels: list[str] = field(default_factory=lambda: ["BF", "CK", "CD45"])
-    smooth_um: float = 0.6
-    threshold: str = "otsu"
-    min_snr: float = 5.0
-    closing_um: float = 1.3
-    outline_inset_um: float = 1.2
-    merge_nuclei_um: float = 1.3
-    min_cell_area_um2: float = 20.0
-    min_nucleus_area_um2: float = 3.0
-    max_offset_fraction: float = 0.25
-    split_touching: bool = True
-
-    def validate(self) -> None:
-        if self.threshold not in ("otsu", "li"):
-            raise CtcidError(f"segmentation threshold must be otsu or li, got {self.threshold!r}")
-        for name in (
-            "smooth_um",
-            "closing_um",
-            "outline_inset_um",
-            "merge_nuclei_um",
-            "min_cell_area_um2",
-            "min_nucleus_area_um2",
-        ):
-            if not getattr(self, name) >= 0:
-                raise CtcidError(f"segmentation option {name} must be >= 0, got {getattr(self, name)!r}")
-        if not 0 < self.max_offset_fraction <= 0.5:
-            raise CtcidError(f"max_offset_fraction must be in (0, 0.5], got {self.max_offset_fraction!r}")
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+    nucleus_channel: str = option(
+        "DAPI",
+        help="Channel of the nuclear stain; when the dataset lacks it, the nucleus comes from bright field.",
+    )
+    bf_channel: str = option("BF", help="The bright-field channel.", cli=False)
+    cell_channels: list[str] = option(
+        default_factory=lambda: ["BF", "CK", "CD45"],
+        help="Channels whose signal marks the whole cell (those present in the dataset are used).",
+        cli=False,
+    )
+    smooth_um: float = option(0.6, help="Gaussian smoothing sigma (um) before thresholding.", ge=0, cli=False)
+    threshold: str = option("otsu", help="Threshold per crop and channel: otsu or li.", choices=("otsu", "li"))
+    min_snr: float = option(
+        5.0, help="Lowest threshold, in noise units of the smoothed image; keeps empty crops empty.", cli=False
+    )
+    closing_um: float = option(
+        1.3, help="Radius (um) of the closing that joins a broken rim before holes are filled.", ge=0, cli=False
+    )
+    outline_inset_um: float = option(
+        1.2,
+        help="Erosion (um) of the filled cell: a thresholded rim (bright field's dark rim or halo, CD45's ring) "
+        "is as wide as the blur, and the cell's outline lies at its middle, not its outer edge.",
+        ge=0,
+        cli=False,
+    )
+    merge_nuclei_um: float = option(
+        1.3,
+        help="Nucleus fragments closer than this (um) count as one nucleus (a neutrophil's lobes).",
+        ge=0,
+        cli=False,
+    )
+    min_cell_area_um2: float = option(
+        20.0, help="Smaller objects are noise; a smaller cell is flagged seg_cell_small.", ge=0, cli=False
+    )
+    min_nucleus_area_um2: float = option(3.0, help="Smaller nucleus objects are noise.", ge=0, cli=False)
+    max_offset_fraction: float = option(
+        0.25,
+        help="The cell must come within this fraction of the crop size of the crop centre.",
+        gt=0,
+        le=0.5,
+        cli=False,
+    )
+    split_touching: bool = option(True, help="Split touching cells with a seeded watershed.", cli=False)
 
 
 def _disk(radius_px: float) -> np.ndarray:
@@ -267,8 +250,6 @@ def segment_cells(
     if c != len(channels):
         raise ValueError(f"{c} channels in pixels but {len(channels)} names")
     px = float(pixel_size_um)
-    area_px = px * px
-    sigma = cfg.smooth_um / px
     cell_ch = [ch for ch in cfg.cell_channels if ch in channels]
     has_dapi = cfg.nucleus_channel in channels
     if not cell_ch and not has_dapi:
@@ -281,15 +262,39 @@ def segment_cells(
         return masks, []
 
     snr = {
-        ch: signal_to_noise(pixels[:, channels.index(ch)], sigma)
+        ch: signal_to_noise(pixels[:, channels.index(ch)], cfg.smooth_um / px)
         for ch in {*cell_ch, cfg.nucleus_channel}
         if ch in channels
     }
+    fg, nuc_fg = _foreground(snr, cell_ch, cfg, px)
+    cell = _central_cell(fg, cfg)
+    if nuc_fg is not None:
+        if cfg.split_touching:
+            _split_touching_cells(cell, nuc_fg, cfg, px)
+        nucleus = nuc_fg & cell
+    else:
+        nucleus = _nucleus_from_bf(cell, snr.get(cfg.bf_channel))
+    nucleus = _clean_nucleus(nucleus, cell, cfg.min_nucleus_area_um2 / (px * px))
+    masks[cell] = 1
+    masks[nucleus] = 2
+    return masks, _qc_flags(cell, nucleus, px, cfg.min_cell_area_um2, has_dapi)
+
+
+def _foreground(
+    snr: dict[str, np.ndarray], cell_ch: list[str], cfg: SegmentConfig, px: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cell foreground ``[B, H, W]`` (step 2 of the method) and, with a nuclear channel, the nuclear foreground.
+
+    Each channel's score (bright field: absolute deviation; fluorescence: positive deviation) is thresholded;
+    the union is closed, filled, eroded by the outline inset and opened.
+    """
+    b, h, w = next(iter(snr.values())).shape
     fg = np.zeros((b, h, w), bool)
     for ch in cell_ch:
         score = np.abs(snr[ch]) if ch == cfg.bf_channel else snr[ch]
         fg |= score > _thresholds(score, cfg.threshold, cfg.min_snr)[:, None, None]
-    if has_dapi:
+    nuc_fg = None
+    if cfg.nucleus_channel in snr:
         dapi = snr[cfg.nucleus_channel]
         nuc_fg = dapi > _thresholds(dapi, cfg.threshold, cfg.min_snr)[:, None, None]
         fg |= nuc_fg
@@ -298,50 +303,70 @@ def segment_cells(
     if cfg.outline_inset_um > 0:
         fg = ndi.binary_erosion(fg, structure=_disk(cfg.outline_inset_um / px))
     fg = ndi.binary_opening(fg, structure=_disk(1))
+    return fg, nuc_fg
+
+
+def _central_cell(fg: np.ndarray, cfg: SegmentConfig) -> np.ndarray:
+    """The object of ``fg [B, H, W]`` nearest each crop's centre (within ``max_offset_fraction``), or nothing."""
+    h, w = fg.shape[1:]
     labels, n = ndi.label(fg, structure=_PLANE)
     chosen = _nearest_component(labels, n, cfg.max_offset_fraction * max(h, w))
-    cell = (labels == chosen[:, None, None]) & (chosen[:, None, None] > 0)
+    return (labels == chosen[:, None, None]) & (chosen[:, None, None] > 0)
 
-    if has_dapi:
-        merged = ndi.binary_dilation(nuc_fg, structure=_disk(cfg.merge_nuclei_um / px / 2))
-        if cfg.split_touching:
-            nlab, nn = ndi.label(merged & cell, structure=_PLANE)
-            if nn:
-                per_plane = np.bincount(_label_planes(nlab, nn)[1:], minlength=b)
-                for i in np.flatnonzero(per_plane >= 2):
-                    cell[i] = _split_touching(cell[i], merged[i], cfg.min_nucleus_area_um2 / area_px)
-        nucleus = nuc_fg & cell
-    else:
-        bf = snr[cfg.bf_channel] if cfg.bf_channel in snr else None
-        nucleus = np.zeros_like(cell)
-        if bf is not None:
-            inside = np.where(cell, bf, np.nan).reshape(b, -1)
-            has = cell.reshape(b, -1).any(axis=1)
-            if has.any():
-                vals = np.where(
-                    np.isnan(inside[has]), np.nanmedian(inside[has], axis=1, keepdims=True), inside[has]
-                )
-                t = np.full(b, -np.inf)
-                t[has] = otsu_thresholds(vals)
-                nucleus = cell & (bf < t[:, None, None])
-                nucleus = ndi.binary_opening(nucleus, structure=_disk(1))
+
+def _split_touching_cells(cell: np.ndarray, nuc_fg: np.ndarray, cfg: SegmentConfig, px: float) -> None:
+    """In place: where a crop's cell holds two or more separate nuclei, keep only its part nearest the centre.
+
+    Nucleus fragments closer than ``merge_nuclei_um`` count as one nucleus.
+    """
+    merged = ndi.binary_dilation(nuc_fg, structure=_disk(cfg.merge_nuclei_um / px / 2))
+    nlab, nn = ndi.label(merged & cell, structure=_PLANE)
+    if nn:
+        per_plane = np.bincount(_label_planes(nlab, nn)[1:], minlength=len(cell))
+        for i in np.flatnonzero(per_plane >= 2):
+            cell[i] = _split_touching(cell[i], merged[i], cfg.min_nucleus_area_um2 / (px * px))
+
+
+def _nucleus_from_bf(cell: np.ndarray, bf: np.ndarray | None) -> np.ndarray:
+    """Without a nuclear stain: the darker class (Otsu) of the bright-field signal ``bf`` inside each cell."""
+    b = len(cell)
+    nucleus = np.zeros_like(cell)
+    if bf is None:
+        return nucleus
+    inside = np.where(cell, bf, np.nan).reshape(b, -1)
+    has = cell.reshape(b, -1).any(axis=1)
+    if has.any():
+        vals = np.where(np.isnan(inside[has]), np.nanmedian(inside[has], axis=1, keepdims=True), inside[has])
+        t = np.full(b, -np.inf)
+        t[has] = otsu_thresholds(vals)
+        nucleus = cell & (bf < t[:, None, None])
+        nucleus = ndi.binary_opening(nucleus, structure=_disk(1))
+    return nucleus
+
+
+def _clean_nucleus(nucleus: np.ndarray, cell: np.ndarray, min_area_px: float) -> np.ndarray:
+    """Close and fill the nucleus, keep it inside the cell, and drop objects smaller than ``min_area_px``."""
     nucleus = _fill_holes(ndi.binary_closing(nucleus, structure=_disk(1), border_value=0)) & cell
     nlab, nn = ndi.label(nucleus, structure=_PLANE)
     if nn:
         sizes = np.bincount(nlab.ravel(), minlength=nn + 1)
-        keep = sizes >= cfg.min_nucleus_area_um2 / area_px
+        keep = sizes >= min_area_px
         keep[0] = False
         nucleus = keep[nlab]
+    return nucleus
 
-    masks[cell] = 1
-    masks[nucleus] = 2
-    cell_area = cell.sum(axis=(1, 2)) * area_px
+
+def _qc_flags(
+    cell: np.ndarray, nucleus: np.ndarray, px: float, min_cell_area_um2: float, has_dapi: bool
+) -> list[str]:
+    """The ``;``-separated :data:`SEG_FLAGS` of each crop."""
+    cell_area = cell.sum(axis=(1, 2)) * (px * px)
     nuc_area = nucleus.sum(axis=(1, 2))
     edge = (
         cell[:, 0].any(axis=1) | cell[:, -1].any(axis=1) | cell[:, :, 0].any(axis=1) | cell[:, :, -1].any(axis=1)
     )
     flags = []
-    for i in range(b):
+    for i in range(len(cell)):
         f = []
         if cell_area[i] == 0:
             f.append("seg_no_cell")
@@ -350,9 +375,9 @@ def segment_cells(
                 f.append("seg_no_nucleus")
             if edge[i]:
                 f.append("seg_cell_at_border")
-            if cell_area[i] < cfg.min_cell_area_um2:
+            if cell_area[i] < min_cell_area_um2:
                 f.append("seg_cell_small")
             if not has_dapi:
                 f.append("seg_nucleus_from_bf")
         flags.append(";".join(f))
-    return masks, flags
+    return flags

@@ -18,6 +18,10 @@ from __future__ import annotations
 
 from ._render import CHANNELS
 from .cohort import FORMAT_VERSION, generate_cohort, render_cells, sample_cells
+from .dataset import synth_dataset
+from .export import write_export
+from .frames import generate_frames
+from .outcomes import OutcomeModel, sample_outcomes
 from .presets import PRESETS, Difficulty, SynthConfig
 
 __all__ = [
@@ -25,8 +29,13 @@ __all__ = [
     "FORMAT_VERSION",
     "PRESETS",
     "Difficulty",
+    "OutcomeModel",
     "SynthConfig",
     "generate_cohort",
+    "generate_frames",
     "render_cells",
     "sample_cells",
+    "sample_outcomes",
+    "synth_dataset",
+    "write_export",
 ]

@@ -21,11 +21,13 @@ Physics, briefly:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import scipy.fft as sfft
 
-__all__ = ["CHANNELS", "PAD", "render_batch"]
+__all__ = ["CHANNELS", "PAD", "render_batch", "render_signals"]
 
 CHANNELS = ("BF", "DAPI", "CK", "CD45")
 
@@ -149,6 +151,403 @@ def _blobs(dx: np.ndarray, dy: np.ndarray, cx: np.ndarray, cy: np.ndarray, sigma
     return np.exp(d2 * _b(-0.5 / sigma**2))
 
 
+@dataclass
+class _Canvas:
+    """The padded pixel grid of one batch, centred on each cell: offsets ``dx``, ``dy`` and distance ``r``."""
+
+    size: int
+    p: int
+    px: np.float32
+    radius: np.ndarray  # [n], cell radius in px
+    centre: float
+    cx: np.ndarray  # [n], cell centre in canvas px
+    cy: np.ndarray
+    dx: np.ndarray  # [n, 1, P]
+    dy: np.ndarray  # [n, P, 1]
+    r: np.ndarray  # [n, P, P]
+
+
+@dataclass
+class _Nucleus:
+    """The nucleus of each cell: normalised dome (0..1), thickness (um), lobe 0's centre and radius (px)."""
+
+    dome: np.ndarray
+    t: np.ndarray
+    x0: np.ndarray
+    y0: np.ndarray
+    lobe_r0: np.ndarray
+    inside: np.ndarray | None = None
+
+
+def _canvas(cells: pd.DataFrame, size: int, px: np.float32) -> _Canvas:
+    """Cell radii and centres, and each pixel's offset from its cell's centre."""
+    p = size + 2 * PAD
+    radius = _col(cells, "cell_diameter_um") / (2 * px)
+    centre = (p - 1) / 2.0
+    cx = centre + _col(cells, "offset_x_px")
+    cy = centre + _col(cells, "offset_y_px")
+    grid = np.arange(p, dtype=np.float32)
+    dx = grid[None, None, :] - _b(cx)  # [n, 1, P]
+    dy = grid[None, :, None] - _b(cy)  # [n, P, 1]
+    r = np.sqrt(dx * dx + dy * dy) + np.float32(1e-3)  # [n, P, P]
+    return _Canvas(size, p, px, radius, centre, cx, cy, dx, dy, r)
+
+
+def _outline(z: np.ndarray, coef: np.ndarray, radius_px: np.ndarray) -> np.ndarray:
+    """Outline radius ``R(theta) = R0 * (1 + sum_k a_k cos(k theta + phi_k))`` (px) at every pixel."""
+    outline = _harmonic(z, coef)
+    outline += 1.0
+    outline *= _b(radius_px)
+    return outline
+
+
+def _nucleus(
+    rng: np.random.Generator,
+    cells: pd.DataFrame,
+    c: _Canvas,
+    outline: np.ndarray,
+    nuc_radius: np.ndarray,
+    cell_t: np.ndarray,
+) -> _Nucleus:
+    """The nucleus: lobe 0 (irregular, off-centre), more lobes or fragments, a kidney indentation; kept inside
+    the cell."""
+    offset_angle = rng.uniform(0, 2 * np.pi, len(cells))
+    offset = _col(cells, "nucleus_offset") * c.radius
+    x0 = (offset * np.cos(offset_angle)).astype(np.float32)
+    y0 = (offset * np.sin(offset_angle)).astype(np.float32)
+    d2 = (c.dx - _b(x0)) ** 2 + (c.dy - _b(y0)) ** 2
+    dome = np.sqrt(np.maximum(1.0 - d2 / outline**2, 0.0))  # normalised, 0..1
+    del d2
+    nuc = _Nucleus(dome, dome * _b(2 * nuc_radius * c.px), x0, y0, nuc_radius.copy())
+    _add_lobes(rng, cells, c, nuc_radius, nuc)
+    _indent(rng, cells, c, nuc_radius, offset_angle, nuc)
+    np.minimum(nuc.t, cell_t * np.float32(0.92), out=nuc.t)
+    nuc.inside = nuc.t > 0.05
+    nuc.dome *= nuc.inside
+    return nuc
+
+
+def _add_lobes(
+    rng: np.random.Generator, cells: pd.DataFrame, c: _Canvas, nuc_radius: np.ndarray, nuc: _Nucleus
+) -> None:
+    """Replace the nucleus of multi-lobed cells: neutrophil lobes along an arc, apoptotic fragments scattered in
+    the cell."""
+    n_lobes = cells["n_lobes"].to_numpy().astype(int)
+    multi = np.flatnonzero(n_lobes > 1)
+    if not multi.size:
+        return
+    m = n_lobes[multi].astype(np.float32)
+    rad = c.radius[multi]
+    rho = nuc_radius[multi] / np.sqrt(m) * 1.05
+    arc = np.minimum(0.46 * rad, np.maximum(rad - rho - 1.0, 0.0))
+    step = 2 * np.arcsin(np.clip(1.7 * rho / (2 * np.maximum(arc, 1e-3)), 0, 1))
+    start = rng.uniform(0, 2 * np.pi, multi.size)
+    jitter = 1.0 + rng.normal(0, 0.12, (multi.size, _MAX_LOBES))
+    lobe_size = rho[:, None] * rng.uniform(0.85, 1.15, (multi.size, _MAX_LOBES))
+    scatter_r = np.sqrt(rng.uniform(0, 1, (multi.size, _MAX_LOBES))) * 0.55 * rad[:, None]
+    scatter_a = rng.uniform(0, 2 * np.pi, (multi.size, _MAX_LOBES))
+    j = np.arange(_MAX_LOBES)[None, :]
+    ang = start[:, None] + (j - (m[:, None] - 1) / 2) * step[:, None]
+    frag = (cells["subtype"].to_numpy()[multi] == "ctc_apoptotic")[:, None]
+    lx = np.where(frag, scatter_r * np.cos(scatter_a), arc[:, None] * jitter * np.cos(ang))
+    ly = np.where(frag, scatter_r * np.sin(scatter_a), arc[:, None] * jitter * np.sin(ang))
+    lobe_size = np.where(j < n_lobes[multi, None], lobe_size, 0.0)
+    nuc.lobe_r0[multi] = lobe_size[:, 0]
+    sdx, sdy = c.dx[multi], c.dy[multi]
+    sub_dome = np.zeros((multi.size, c.p, c.p), np.float32)
+    sub_t = np.zeros((multi.size, c.p, c.p), np.float32)
+    for k in range(_MAX_LOBES):
+        rk = np.maximum(lobe_size[:, k], 1e-3)
+        dome = _dome((sdx - _b(lx[:, k])) ** 2 + (sdy - _b(ly[:, k])) ** 2, _b(rk))
+        np.maximum(sub_dome, dome, out=sub_dome)
+        dome *= _b(2 * rk * c.px)
+        np.maximum(sub_t, dome, out=sub_t)
+    nuc.dome[multi] = sub_dome
+    nuc.t[multi] = sub_t
+    nuc.x0[multi], nuc.y0[multi] = lx[:, 0], ly[:, 0]
+
+
+def _indent(
+    rng: np.random.Generator,
+    cells: pd.DataFrame,
+    c: _Canvas,
+    nuc_radius: np.ndarray,
+    offset_angle: np.ndarray,
+    nuc: _Nucleus,
+) -> None:
+    """Kidney shape: a disc bitten out of the nucleus on the side facing the cell centre."""
+    indent = _col(cells, "indentation")
+    idx = np.flatnonzero(indent > 0)
+    if not idx.size:
+        return
+    ang = offset_angle[idx] + np.pi + rng.normal(0, 0.3, idx.size)
+    dist = nuc_radius[idx] * rng.uniform(0.8, 1.0, idx.size)
+    ix = nuc.x0[idx] + dist * np.cos(ang)
+    iy = nuc.y0[idx] + dist * np.sin(ang)
+    d = np.sqrt((c.dx[idx] - _b(ix)) ** 2 + (c.dy[idx] - _b(iy)) ** 2)
+    keep = np.clip((d - _b(indent[idx] * nuc_radius[idx])) / 1.2, 0.0, 1.0)
+    nuc.dome[idx] *= keep
+    nuc.t[idx] *= keep
+
+
+def _textures(
+    rng: np.random.Generator, cells: pd.DataFrame, spectrum: _Spectrum, px: np.float32
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chromatin clumps (lognormal, mean 1), cytoplasmic granules and large patches (unit-variance fields)."""
+    n = len(cells)
+    chrom = spectrum.noise(rng, _col(cells, "chromatin_scale_um") / px / 2.2, n)
+    contrast = _b(_col(cells, "chromatin_contrast"))
+    chrom *= contrast
+    chrom -= 0.5 * contrast**2
+    np.exp(chrom, out=chrom)  # lognormal clumps, mean 1
+    granules = spectrum.noise(rng, np.float32(0.35) / px / 2.2, n)
+    patches = spectrum.noise(rng, np.float32(3.0) / px / 2.2, n)
+    return chrom, granules, patches
+
+
+def _nucleoli(rng: np.random.Generator, cells: pd.DataFrame, c: _Canvas, nuc: _Nucleus) -> np.ndarray:
+    """Nucleoli: Gaussian blobs in lobe 0 of the nucleus, clipped to 1 and zero outside the nucleus."""
+    n = len(cells)
+    nucleoli = np.zeros((n, c.p, c.p), np.float32)
+    n_nucleoli = cells["n_nucleoli"].to_numpy().astype(int)
+    for k in range(_MAX_NUCLEOLI):
+        idx = np.flatnonzero(n_nucleoli > k)
+        if idx.size == 0:
+            continue
+        rr = np.sqrt(rng.uniform(0, 1, idx.size)) * 0.5 * nuc.lobe_r0[idx]
+        aa = rng.uniform(0, 2 * np.pi, idx.size)
+        sig = rng.uniform(0.35, 0.6, idx.size) / c.px
+        cx, cy = nuc.x0[idx] + rr * np.cos(aa), nuc.y0[idx] + rr * np.sin(aa)
+        nucleoli[idx] += _blobs(c.dx[idx], c.dy[idx], cx, cy, sig)
+    np.minimum(nucleoli, 1.0, out=nucleoli)
+    nucleoli *= nuc.inside
+    return nucleoli
+
+
+def _optical_path(
+    rng: np.random.Generator,
+    cells: pd.DataFrame,
+    cell_t: np.ndarray,
+    cyto_t: np.ndarray,
+    nuc: _Nucleus,
+    chrom: np.ndarray,
+    granules: np.ndarray,
+    nucleoli: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Optical path difference (um) and absorption of each cell, for bright field."""
+    opd = cell_t * _b(_DN_CYTO * rng.normal(1.0, 0.08, len(cells)))
+    opd += nuc.t * (np.float32(_DN_NUCLEUS) * (0.9 + 0.1 * chrom))
+    opd += granules * cyto_t * (np.float32(_GRANULE_OPD) * _b(_col(cells, "granularity")))
+    opd += nucleoli * np.float32(_NUCLEOLUS_OPD)
+    absorb = cell_t * np.float32(_MU_CYTO) + nuc.t * np.float32(_MU_NUCLEUS)
+    return opd, absorb
+
+
+def _dapi(
+    out: np.ndarray, cells: pd.DataFrame, pat: pd.DataFrame, nuc: _Nucleus, chrom: np.ndarray, nucleoli: np.ndarray
+) -> None:
+    """DAPI density into ``out [n, P, P]``: chromatin over the nucleus dome, thinner in nucleoli."""
+    np.multiply(nuc.dome, chrom, out=out)
+    out *= 1.0 - 0.6 * nucleoli
+    out *= _b(_col(cells, "dapi_level") * _col(pat, "dapi_peak"))
+
+
+def _ck(
+    out: np.ndarray,
+    rng: np.random.Generator,
+    cells: pd.DataFrame,
+    pat: pd.DataFrame,
+    spectrum: _Spectrum,
+    c: _Canvas,
+    cyto_t: np.ndarray,
+    patches: np.ndarray,
+) -> None:
+    """CK density into ``out [n, P, P]``: cytoplasm thickness, a filament network where ``ck_fibres`` > 0."""
+    np.multiply(cyto_t, _b(1.0 / (2 * c.radius * c.px)), out=out)
+    fibre_w = _col(cells, "ck_fibres")
+    idx = np.flatnonzero(fibre_w > 0)
+    if idx.size:
+        fib = spectrum.noise(rng, np.float32(2.0) / c.px / 2.2, idx.size)
+        fib = np.exp(-((fib / 0.5) ** 2))  # thin ridges along the zero lines: a filament network
+        w = _b(fibre_w[idx])
+        out[idx] *= (1.0 - w) + w * (0.45 + 1.4 * fib)
+    out *= 1.0 + 0.25 * patches
+    out *= _b(_col(cells, "ck_level") * _col(pat, "ck_peak"))
+
+
+def _cd45(
+    out: np.ndarray,
+    cells: pd.DataFrame,
+    pat: pd.DataFrame,
+    c: _Canvas,
+    outline: np.ndarray,
+    cell_in: np.ndarray,
+    patches: np.ndarray,
+) -> None:
+    """CD45 density into ``out [n, P, P]``: a membrane ring on the outline over a weak fill of the cell."""
+    ring = (c.r - outline) / (np.float32(_MEMBRANE_UM) / c.px)
+    np.exp(-0.5 * ring * ring, out=out)
+    out += 0.22 * cell_in
+    out *= 1.0 + 0.35 * patches
+    out *= _b(_col(cells, "cd45_level") * _col(pat, "cd45_peak"))
+
+
+def _add_neighbours(
+    rng: np.random.Generator,
+    cells: pd.DataFrame,
+    pat: pd.DataFrame,
+    c: _Canvas,
+    chrom: np.ndarray,
+    granules: np.ndarray,
+    opd: np.ndarray,
+    absorb: np.ndarray,
+    fluo: np.ndarray,
+) -> None:
+    """Add a neighbour cell (a leukocyte or a CTC) cut by the crop edge where ``neighbour`` says so."""
+    neighbour = cells["neighbour"].to_numpy()
+    idx = np.flatnonzero(neighbour != "none")
+    if not idx.size:
+        return
+    px, centre, width = c.px, c.centre, np.float32(_MEMBRANE_UM) / c.px
+    dapi, ck, cd45 = fluo[:, 0], fluo[:, 1], fluo[:, 2]
+    m = idx.size
+    is_ctc = neighbour[idx] == "ctc"
+    nr = np.where(is_ctc, rng.uniform(12, 20, m), rng.uniform(8, 14, m)) / px / 2
+    ang = rng.uniform(0, 2 * np.pi, m)
+    edge = (c.size / 2) / np.maximum(np.abs(np.cos(ang)), np.abs(np.sin(ang)))
+    dist = edge + nr * rng.uniform(-0.5, 0.7, m)
+    dist = np.maximum(dist, c.radius[idx] * 1.1 + nr + 2.0 + np.hypot(c.cx[idx] - centre, c.cy[idx] - centre))
+    ddx = c.dx[idx] + _b(c.cx[idx] - centre - dist * np.cos(ang))
+    ddy = c.dy[idx] + _b(c.cy[idx] - centre - dist * np.sin(ang))
+    d2 = ddx * ddx + ddy * ddy
+    dome = _dome(d2, _b(nr))
+    na = rng.uniform(0, 2 * np.pi, m)
+    nn_r = nr * np.where(is_ctc, 0.7, rng.uniform(0.55, 0.78, m))
+    off = nr * rng.uniform(0, 0.15, m)
+    ndome = _dome((ddx - _b(off * np.cos(na))) ** 2 + (ddy - _b(off * np.sin(na))) ** 2, _b(nn_r))
+    np.minimum(ndome, dome, out=ndome)
+    t = dome * _b(2 * nr * px)
+    tn = ndome * _b(2 * nn_r * px)
+    opd[idx] += t * np.float32(_DN_CYTO) + tn * np.float32(_DN_NUCLEUS)
+    opd[idx] += granules[idx] * (t - tn) * np.float32(_GRANULE_OPD * 0.7)
+    absorb[idx] += t * np.float32(_MU_CYTO) + tn * np.float32(_MU_NUCLEUS)
+    sub = pat.iloc[idx]
+    dapi[idx] += ndome * chrom[idx] * _b(_col(sub, "dapi_peak") * rng.lognormal(0, 0.15, m))
+    level = np.where(is_ctc, rng.lognormal(0, 0.5, m), 0.01)
+    ck[idx] += np.maximum(dome - ndome, 0) * _b(level * _col(sub, "ck_peak"))
+    nring = (np.sqrt(d2) - _b(nr)) / width
+    nring = np.exp(-0.5 * nring * nring) + 0.22 * (dome > 0)
+    level = np.where(is_ctc, 0.0, rng.lognormal(np.log(0.8), 0.25, m))
+    cd45[idx] += nring * _b(level * _col(sub, "cd45_peak"))
+
+
+def _add_debris(
+    rng: np.random.Generator,
+    cells: pd.DataFrame,
+    pat: pd.DataFrame,
+    c: _Canvas,
+    opd: np.ndarray,
+    absorb: np.ndarray,
+    fluo: np.ndarray,
+) -> None:
+    """Add ``n_debris`` specks anywhere in the crop: phase and absorption, a third fluorescent per channel."""
+    n_debris = cells["n_debris"].to_numpy().astype(int)
+    for k in range(_MAX_DEBRIS):
+        idx = np.flatnonzero(n_debris > k)
+        if idx.size == 0:
+            continue
+        m = idx.size
+        bx = PAD + rng.uniform(0, c.size, m) - c.cx[idx]
+        by = PAD + rng.uniform(0, c.size, m) - c.cy[idx]
+        blob = _blobs(c.dx[idx], c.dy[idx], bx, by, rng.uniform(0.3, 1.0, m) / c.px)
+        opd[idx] += blob * _b(rng.uniform(0.005, 0.03, m))
+        absorb[idx] += blob * _b(rng.uniform(0.02, 0.15, m))
+        sub = pat.iloc[idx]
+        for ch, name in enumerate(("dapi_peak", "ck_peak", "cd45_peak")):
+            lit = rng.uniform(0, 1, m) < 0.35
+            level = np.where(lit, rng.lognormal(np.log(0.15), 0.7, m), 0.0)
+            fluo[idx, ch] += blob * _b(level * _col(sub, name))
+
+
+def _optics(
+    cells: pd.DataFrame, spectrum: _Spectrum, c: _Canvas, opd: np.ndarray, absorb: np.ndarray, fluo: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """TIE bright field (relative change) and PSF-blurred fluorescence, cropped to ``size``."""
+    p, size = c.p, c.size
+    gauss = spectrum.gaussian(_col(cells, "blur_sigma_um") / c.px)
+    crop = (slice(None), slice(PAD, PAD + size), slice(PAD, PAD + size))
+    f_opd = sfft.rfft2(opd, workers=1)
+    f_opd *= spectrum.k2 * (_b(_col(cells, "bf_defocus_um")) / c.px**2)  # -z laplacian(OPD) <-> +z k^2 OPD^
+    f_opd *= gauss
+    bf_rel = sfft.irfft2(f_opd, s=(p, p), workers=1)[crop]
+    bf_rel -= absorb[crop]
+    del f_opd
+    f_fluo = sfft.rfft2(fluo, workers=1)
+    f_fluo *= gauss[:, None]
+    fluo = sfft.irfft2(f_fluo, s=(p, p), workers=1)[:, :, PAD : PAD + size, PAD : PAD + size]
+    return bf_rel, fluo
+
+
+def render_signals(
+    cells: pd.DataFrame,
+    patients: pd.DataFrame,
+    *,
+    size: int,
+    pixel_size_um: float,
+    rng: np.random.Generator,
+    spectrum: _Spectrum | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The noise-free optical signals of one batch of cells, before illumination and the camera.
+
+    Returns ``bf_rel`` float32 ``[n, size, size]`` (relative bright-field change, ``I / I0 - 1``), ``fluo``
+    float32 ``[n, 3, size, size]`` (DAPI, CK and CD45 in counts above the background) and the masks, uint8
+    ``[n, size, size]``. Both signals are linear in the cell's content, so cells rendered apart can be added
+    into one larger field of view (see :mod:`ctcid.synth.frames`).
+
+    The steps draw from ``rng`` in a fixed order (outline harmonics, nucleus, textures, nucleoli, optical path,
+    CK filaments, neighbours, debris), so the same generator state gives the same pixels.
+    """
+    n = len(cells)
+    px = np.float32(pixel_size_um)
+    c = _canvas(cells, size, px)
+    if spectrum is None or spectrum.p != c.p:
+        spectrum = _Spectrum(c.p)
+    pat = patients.set_index("sample_id").loc[cells["sample_id"].to_numpy()]
+
+    # shape: outlines from polar harmonics, thickness of a sphere (um), the nucleus inside
+    z = (c.dx + 1j * c.dy).astype(np.complex64)
+    z /= c.r  # exp(i theta)
+    cell_coef = _harmonic_coefficients(rng, _col(cells, "irregularity").astype(np.float64))
+    nuc_coef = _harmonic_coefficients(rng, _col(cells, "nucleus_irregularity").astype(np.float64))
+    nuc_radius = _col(cells, "nucleus_diameter_um") / (2 * px)
+    outline = _outline(z, cell_coef, c.radius)
+    nuc_outline = _outline(z, nuc_coef, nuc_radius)
+    del z
+    cell_in = c.r < outline
+    cell_t = np.sqrt(np.maximum(1.0 - (c.r / outline) ** 2, 0.0))
+    cell_t *= _b(2 * c.radius * px)
+    nuc = _nucleus(rng, cells, c, nuc_outline, nuc_radius, cell_t)
+    del nuc_outline
+
+    # content: textures, nucleoli, optical path and stain densities
+    chrom, granules, patches = _textures(rng, cells, spectrum, px)
+    nucleoli = _nucleoli(rng, cells, c, nuc)
+    cyto_t = np.maximum(cell_t - nuc.t, 0.0)
+    opd, absorb = _optical_path(rng, cells, cell_t, cyto_t, nuc, chrom, granules, nucleoli)
+    fluo = np.empty((n, 3, c.p, c.p), np.float32)
+    _dapi(fluo[:, 0], cells, pat, nuc, chrom, nucleoli)
+    _ck(fluo[:, 1], rng, cells, pat, spectrum, c, cyto_t, patches)
+    _cd45(fluo[:, 2], cells, pat, c, outline, cell_in, patches)
+    del patches, cyto_t, nucleoli, outline
+
+    # what else the crop holds, then the optics
+    _add_neighbours(rng, cells, pat, c, chrom, granules, opd, absorb, fluo)
+    del granules, chrom, cell_t
+    _add_debris(rng, cells, pat, c, opd, absorb, fluo)
+    bf_rel, fluo = _optics(cells, spectrum, c, opd, absorb, fluo)
+    return bf_rel, fluo, _masks(cell_in, nuc.inside)
+
+
 def render_batch(
     cells: pd.DataFrame,
     patients: pd.DataFrame,
@@ -159,225 +558,11 @@ def render_batch(
     spectrum: _Spectrum | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one batch of cells; see :func:`ctcid.synth.render_cells` for the contract."""
+    bf_rel, fluo, masks = render_signals(
+        cells, patients, size=size, pixel_size_um=pixel_size_um, rng=rng, spectrum=spectrum
+    )
     n = len(cells)
-    p = size + 2 * PAD
-    if spectrum is None or spectrum.p != p:
-        spectrum = _Spectrum(p)
-    px = np.float32(pixel_size_um)
     pat = patients.set_index("sample_id").loc[cells["sample_id"].to_numpy()]
-    subtype = cells["subtype"].to_numpy()
-
-    # ---- cell outline and thickness (pixels; thickness in um) ---------------------------------------
-    radius = _col(cells, "cell_diameter_um") / (2 * px)
-    centre = (p - 1) / 2.0
-    cx = centre + _col(cells, "offset_x_px")
-    cy = centre + _col(cells, "offset_y_px")
-    grid = np.arange(p, dtype=np.float32)
-    dx = grid[None, None, :] - _b(cx)  # [n, 1, P]
-    dy = grid[None, :, None] - _b(cy)  # [n, P, 1]
-    r = np.sqrt(dx * dx + dy * dy) + np.float32(1e-3)  # [n, P, P]
-    z = (dx + 1j * dy).astype(np.complex64)
-    z /= r  # exp(i theta)
-
-    cell_coef = _harmonic_coefficients(rng, _col(cells, "irregularity").astype(np.float64))
-    nuc_coef = _harmonic_coefficients(rng, _col(cells, "nucleus_irregularity").astype(np.float64))
-    outline = _harmonic(z, cell_coef)
-    outline += 1.0
-    outline *= _b(radius)  # R(theta), px
-    cell_in = r < outline
-    cell_t = np.sqrt(np.maximum(1.0 - (r / outline) ** 2, 0.0))
-    cell_t *= _b(2 * radius * px)  # thickness of a sphere, um
-
-    # ---- nucleus: lobe 0 (irregular), more lobes or fragments, kidney indentation --------------------
-    nuc_radius = _col(cells, "nucleus_diameter_um") / (2 * px)
-    n_lobes = cells["n_lobes"].to_numpy().astype(int)
-    offset_angle = rng.uniform(0, 2 * np.pi, n)
-    offset = _col(cells, "nucleus_offset") * radius
-    x0 = (offset * np.cos(offset_angle)).astype(np.float32)
-    y0 = (offset * np.sin(offset_angle)).astype(np.float32)
-    nuc_outline = _harmonic(z, nuc_coef)
-    del z
-    nuc_outline += 1.0
-    nuc_outline *= _b(nuc_radius)
-    d2 = (dx - _b(x0)) ** 2 + (dy - _b(y0)) ** 2
-    nuc_dome = np.sqrt(np.maximum(1.0 - d2 / nuc_outline**2, 0.0))  # normalised, 0..1
-    del d2, nuc_outline
-    nuc_t = nuc_dome * _b(2 * nuc_radius * px)
-    lobe_r0 = nuc_radius.copy()
-
-    multi = np.flatnonzero(n_lobes > 1)
-    if multi.size:
-        # neutrophil lobes along an arc; apoptotic fragments scattered in the cell
-        m = n_lobes[multi].astype(np.float32)
-        rad = radius[multi]
-        rho = nuc_radius[multi] / np.sqrt(m) * 1.05
-        arc = np.minimum(0.46 * rad, np.maximum(rad - rho - 1.0, 0.0))
-        step = 2 * np.arcsin(np.clip(1.7 * rho / (2 * np.maximum(arc, 1e-3)), 0, 1))
-        start = rng.uniform(0, 2 * np.pi, multi.size)
-        jitter = 1.0 + rng.normal(0, 0.12, (multi.size, _MAX_LOBES))
-        lobe_size = rho[:, None] * rng.uniform(0.85, 1.15, (multi.size, _MAX_LOBES))
-        scatter_r = np.sqrt(rng.uniform(0, 1, (multi.size, _MAX_LOBES))) * 0.55 * rad[:, None]
-        scatter_a = rng.uniform(0, 2 * np.pi, (multi.size, _MAX_LOBES))
-        j = np.arange(_MAX_LOBES)[None, :]
-        ang = start[:, None] + (j - (m[:, None] - 1) / 2) * step[:, None]
-        frag = (subtype[multi] == "ctc_apoptotic")[:, None]
-        lx = np.where(frag, scatter_r * np.cos(scatter_a), arc[:, None] * jitter * np.cos(ang))
-        ly = np.where(frag, scatter_r * np.sin(scatter_a), arc[:, None] * jitter * np.sin(ang))
-        lobe_size = np.where(j < n_lobes[multi, None], lobe_size, 0.0)
-        lobe_r0[multi] = lobe_size[:, 0]
-        sdx, sdy = dx[multi], dy[multi]
-        sub_dome = np.zeros((multi.size, p, p), np.float32)
-        sub_t = np.zeros((multi.size, p, p), np.float32)
-        for k in range(_MAX_LOBES):
-            rk = np.maximum(lobe_size[:, k], 1e-3)
-            dome = _dome((sdx - _b(lx[:, k])) ** 2 + (sdy - _b(ly[:, k])) ** 2, _b(rk))
-            np.maximum(sub_dome, dome, out=sub_dome)
-            dome *= _b(2 * rk * px)
-            np.maximum(sub_t, dome, out=sub_t)
-        nuc_dome[multi] = sub_dome
-        nuc_t[multi] = sub_t
-        x0[multi], y0[multi] = lx[:, 0], ly[:, 0]
-        del sub_dome, sub_t, sdx, sdy
-
-    indent = _col(cells, "indentation")
-    idx = np.flatnonzero(indent > 0)
-    if idx.size:
-        # kidney shape: a disc bitten out of the nucleus on the side facing the cell centre
-        ang = offset_angle[idx] + np.pi + rng.normal(0, 0.3, idx.size)
-        dist = nuc_radius[idx] * rng.uniform(0.8, 1.0, idx.size)
-        ix = x0[idx] + dist * np.cos(ang)
-        iy = y0[idx] + dist * np.sin(ang)
-        d = np.sqrt((dx[idx] - _b(ix)) ** 2 + (dy[idx] - _b(iy)) ** 2)
-        keep = np.clip((d - _b(indent[idx] * nuc_radius[idx])) / 1.2, 0.0, 1.0)
-        nuc_dome[idx] *= keep
-        nuc_t[idx] *= keep
-
-    np.minimum(nuc_t, cell_t * np.float32(0.92), out=nuc_t)
-    nuc_in = nuc_t > 0.05
-    nuc_dome *= nuc_in
-
-    # ---- textures ----------------------------------------------------------------------------------
-    chrom = spectrum.noise(rng, _col(cells, "chromatin_scale_um") / px / 2.2, n)
-    contrast = _b(_col(cells, "chromatin_contrast"))
-    chrom *= contrast
-    chrom -= 0.5 * contrast**2
-    np.exp(chrom, out=chrom)  # lognormal clumps, mean 1
-    granules = spectrum.noise(rng, np.float32(0.35) / px / 2.2, n)
-    patches = spectrum.noise(rng, np.float32(3.0) / px / 2.2, n)
-
-    nucleoli = np.zeros((n, p, p), np.float32)
-    n_nucleoli = cells["n_nucleoli"].to_numpy().astype(int)
-    for k in range(_MAX_NUCLEOLI):
-        idx = np.flatnonzero(n_nucleoli > k)
-        if idx.size == 0:
-            continue
-        rr = np.sqrt(rng.uniform(0, 1, idx.size)) * 0.5 * lobe_r0[idx]
-        aa = rng.uniform(0, 2 * np.pi, idx.size)
-        sig = rng.uniform(0.35, 0.6, idx.size) / px
-        nucleoli[idx] += _blobs(dx[idx], dy[idx], x0[idx] + rr * np.cos(aa), y0[idx] + rr * np.sin(aa), sig)
-    np.minimum(nucleoli, 1.0, out=nucleoli)
-    nucleoli *= nuc_in
-
-    # ---- optical path difference (um) and absorption (bright-field) ---------------------------------
-    cyto_t = np.maximum(cell_t - nuc_t, 0.0)
-    opd = cell_t * _b(_DN_CYTO * rng.normal(1.0, 0.08, n))
-    opd += nuc_t * (np.float32(_DN_NUCLEUS) * (0.9 + 0.1 * chrom))
-    opd += granules * cyto_t * (np.float32(_GRANULE_OPD) * _b(_col(cells, "granularity")))
-    opd += nucleoli * np.float32(_NUCLEOLUS_OPD)
-    absorb = cell_t * np.float32(_MU_CYTO) + nuc_t * np.float32(_MU_NUCLEUS)
-
-    # ---- fluorescence densities: DAPI (chromatin), CK (cytoplasm), CD45 (membrane) -----------------
-    fluo = np.empty((n, 3, p, p), np.float32)
-    dapi, ck, cd45 = fluo[:, 0], fluo[:, 1], fluo[:, 2]
-    np.multiply(nuc_dome, chrom, out=dapi)
-    dapi *= 1.0 - 0.6 * nucleoli
-    dapi *= _b(_col(cells, "dapi_level") * _col(pat, "dapi_peak"))
-    np.multiply(cyto_t, _b(1.0 / (2 * radius * px)), out=ck)
-    fibre_w = _col(cells, "ck_fibres")
-    idx = np.flatnonzero(fibre_w > 0)
-    if idx.size:
-        fib = spectrum.noise(rng, np.float32(2.0) / px / 2.2, idx.size)
-        fib = np.exp(-((fib / 0.5) ** 2))  # thin ridges along the zero lines: a filament network
-        w = _b(fibre_w[idx])
-        ck[idx] *= (1.0 - w) + w * (0.45 + 1.4 * fib)
-    ck *= 1.0 + 0.25 * patches
-    ck *= _b(_col(cells, "ck_level") * _col(pat, "ck_peak"))
-    width = np.float32(_MEMBRANE_UM) / px
-    ring = (r - outline) / width
-    np.exp(-0.5 * ring * ring, out=cd45)
-    cd45 += 0.22 * cell_in
-    cd45 *= 1.0 + 0.35 * patches
-    cd45 *= _b(_col(cells, "cd45_level") * _col(pat, "cd45_peak"))
-    del ring, patches
-
-    # ---- neighbour cell cut by the crop edge ---------------------------------------------------------
-    neighbour = cells["neighbour"].to_numpy()
-    idx = np.flatnonzero(neighbour != "none")
-    if idx.size:
-        m = idx.size
-        is_ctc = neighbour[idx] == "ctc"
-        nr = np.where(is_ctc, rng.uniform(12, 20, m), rng.uniform(8, 14, m)) / px / 2
-        ang = rng.uniform(0, 2 * np.pi, m)
-        edge = (size / 2) / np.maximum(np.abs(np.cos(ang)), np.abs(np.sin(ang)))
-        dist = edge + nr * rng.uniform(-0.5, 0.7, m)
-        dist = np.maximum(dist, radius[idx] * 1.1 + nr + 2.0 + np.hypot(cx[idx] - centre, cy[idx] - centre))
-        ddx = dx[idx] + _b(cx[idx] - centre - dist * np.cos(ang))
-        ddy = dy[idx] + _b(cy[idx] - centre - dist * np.sin(ang))
-        d2 = ddx * ddx + ddy * ddy
-        dome = _dome(d2, _b(nr))
-        na = rng.uniform(0, 2 * np.pi, m)
-        nn_r = nr * np.where(is_ctc, 0.7, rng.uniform(0.55, 0.78, m))
-        off = nr * rng.uniform(0, 0.15, m)
-        ndome = _dome((ddx - _b(off * np.cos(na))) ** 2 + (ddy - _b(off * np.sin(na))) ** 2, _b(nn_r))
-        np.minimum(ndome, dome, out=ndome)
-        t = dome * _b(2 * nr * px)
-        tn = ndome * _b(2 * nn_r * px)
-        opd[idx] += t * np.float32(_DN_CYTO) + tn * np.float32(_DN_NUCLEUS)
-        opd[idx] += granules[idx] * (t - tn) * np.float32(_GRANULE_OPD * 0.7)
-        absorb[idx] += t * np.float32(_MU_CYTO) + tn * np.float32(_MU_NUCLEUS)
-        sub = pat.iloc[idx]
-        dapi[idx] += ndome * chrom[idx] * _b(_col(sub, "dapi_peak") * rng.lognormal(0, 0.15, m))
-        level = np.where(is_ctc, rng.lognormal(0, 0.5, m), 0.01)
-        ck[idx] += np.maximum(dome - ndome, 0) * _b(level * _col(sub, "ck_peak"))
-        nring = (np.sqrt(d2) - _b(nr)) / width
-        nring = np.exp(-0.5 * nring * nring) + 0.22 * (dome > 0)
-        level = np.where(is_ctc, 0.0, rng.lognormal(np.log(0.8), 0.25, m))
-        cd45[idx] += nring * _b(level * _col(sub, "cd45_peak"))
-    del granules, chrom, cell_t, nuc_t, cyto_t, nuc_dome, nucleoli, r, outline
-
-    # ---- debris specks anywhere in the crop --------------------------------------------------------
-    n_debris = cells["n_debris"].to_numpy().astype(int)
-    for k in range(_MAX_DEBRIS):
-        idx = np.flatnonzero(n_debris > k)
-        if idx.size == 0:
-            continue
-        m = idx.size
-        bx = PAD + rng.uniform(0, size, m) - cx[idx]
-        by = PAD + rng.uniform(0, size, m) - cy[idx]
-        blob = _blobs(dx[idx], dy[idx], bx, by, rng.uniform(0.3, 1.0, m) / px)
-        opd[idx] += blob * _b(rng.uniform(0.005, 0.03, m))
-        absorb[idx] += blob * _b(rng.uniform(0.02, 0.15, m))
-        sub = pat.iloc[idx]
-        for c, name in enumerate(("dapi_peak", "ck_peak", "cd45_peak")):
-            lit = rng.uniform(0, 1, m) < 0.35
-            level = np.where(lit, rng.lognormal(np.log(0.15), 0.7, m), 0.0)
-            fluo[idx, c] += blob * _b(level * _col(sub, name))
-
-    # ---- optics: TIE bright-field and blurred fluorescence ------------------------------------------
-    gauss = spectrum.gaussian(_col(cells, "blur_sigma_um") / px)
-    crop = (slice(None), slice(PAD, PAD + size), slice(PAD, PAD + size))
-    f_opd = sfft.rfft2(opd, workers=1)
-    del opd
-    f_opd *= spectrum.k2 * (_b(_col(cells, "bf_defocus_um")) / px**2)  # -z laplacian(OPD) <-> +z k^2 OPD^
-    f_opd *= gauss
-    bf_rel = sfft.irfft2(f_opd, s=(p, p), workers=1)[crop]
-    bf_rel -= absorb[crop]
-    del f_opd, absorb
-    f_fluo = sfft.rfft2(fluo, workers=1)
-    del fluo, dapi, ck, cd45
-    f_fluo *= gauss[:, None]
-    fluo = sfft.irfft2(f_fluo, s=(p, p), workers=1)[:, :, PAD : PAD + size, PAD : PAD + size]
-    del f_fluo
 
     # ---- illumination, background, camera --------------------------------------------------------
     xs = np.linspace(-1, 1, size, dtype=np.float32)
@@ -397,7 +582,7 @@ def render_batch(
     images += _col(pat, "camera_offset")[:, None, None, None]
     np.maximum(images, 0.0, out=images)
     del fluo, illum, bf_rel
-    return _camera(rng, images, _col(pat, "camera_gain"), _col(pat, "read_noise")), _masks(cell_in, nuc_in)
+    return _camera(rng, images, _col(pat, "camera_gain"), _col(pat, "read_noise")), masks
 
 
 def _camera(rng: np.random.Generator, signal: np.ndarray, gain: np.ndarray, read_noise: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ spawn key                      draws
 ``(1, patient)``               the cells of one patient
 ``(2,)``                       which labels are flipped (label noise)
 ``(3, patient, chunk)``        the pixels of one chunk of one patient
+``(4,)``                       survival outcomes (:mod:`ctcid.synth.outcomes`)
 =============================  ===========================================
 """
 
@@ -31,6 +32,7 @@ from .._workers import process_pool, usable_cores
 from ..errors import CtcidError
 from ._render import _DEFOCUS_BLUR, _PSF_SIGMA_UM, CHANNELS, PAD, _Spectrum, render_batch
 from ._tiff import tiff_header, write_tiff
+from .outcomes import write_clinical
 from .presets import PRESETS, Difficulty, SynthConfig
 
 __all__ = ["CHANNELS", "FORMAT_VERSION", "generate_cohort", "render_cells", "sample_cells"]
@@ -421,11 +423,13 @@ def generate_cohort(
         out/labels.csv                             cell_id, sample_id, label, label_true, subtype, ...
         out/cohort.json                            config, difficulty, patient parameters, channels, version
         out/masks.npy                              only with config.masks: uint8 [N, size, size]
+        out/clinical.csv                           only with config.outcomes: sample_id, time_months, event, ...
 
     ``labels.csv`` holds every column of the cell table of :func:`sample_cells` (ground truth and render
     parameters) plus ``cell_area_um2`` and ``nucleus_area_um2`` measured on the rendered masks; its rows
     are in the order of ``masks.npy``. The TIFFs are uncompressed baseline TIFFs with the pixel size as
-    resolution; no timestamps, so the same seed gives byte-identical files.
+    resolution; no timestamps, so the same seed gives byte-identical files. ``clinical.csv`` holds survival
+    outcomes drawn from each patient's true CTC count (:func:`ctcid.synth.outcomes.sample_outcomes`).
 
     Parameters
     ----------
@@ -464,6 +468,8 @@ def generate_cohort(
             (out / sample_id).mkdir()
         areas, masks = _render_all(out, config, patients, cells, workers or usable_cores(), progress)
         _write_tables(out, config, patients, cells, areas, masks)
+        if config.outcomes:
+            write_clinical(out, patients, seed=config.seed)
     except OSError as exc:
         raise CtcidError(f"cannot write the cohort: {exc.strerror or exc}", out) from None
     return out

@@ -7,14 +7,12 @@ parameters drawn from it, so a preset can be tuned (or a new one defined) withou
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 import re
 from dataclasses import dataclass
 
-from ..errors import CtcidError
+from ..config import ConfigError, Options, option
 
-__all__ = ["PRESETS", "Difficulty", "SynthConfig"]
+__all__ = ["FRAME_DENSITIES", "FRAME_LAYOUTS", "PRESETS", "Difficulty", "SynthConfig", "parse_frame_size"]
 
 
 @dataclass(frozen=True)
@@ -222,53 +220,71 @@ PRESETS: dict[str, Difficulty] = {
 }
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+#: Cell densities of a synthetic slide (``SynthConfig.density``); see :mod:`ctcid.synth.frames`.
+FRAME_DENSITIES = ("sparse", "medium", "crowded")
+#: How a synthetic slide's frames are written (``SynthConfig.frame_layout``).
+FRAME_LAYOUTS = ("tiles", "multipage")
 
 
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+def parse_frame_size(text: str | None) -> tuple[int, int] | None:
+    """Parse ``HEIGHTxWIDTH`` (``1000x1400``) into ``(1000, 1400)``.
+
+    >>> parse_frame_size("1000x1400")
+    (1000, 1400)
+    """
+    if text is None:
+        return None
+    parts = text.lower().replace(",", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ConfigError("frame_size", f"expects HEIGHTxWIDTH in pixels, e.g. 1000x1400, got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 @dataclass
-class SynthConfig:
-    """What synthetic cohort to generate.
+class SynthConfig(Options):
+    """What synthetic cohort to generate."""
 
-    Attributes
-    ----------
-    patients
-        Number of patients (samples); sample ids are ``P01``, ``P02``, ... zero-padded to the width needed.
-    sample_prefix
-        Letters before the patient number in sample ids (``P``), e.g. ``N`` for a second, new cohort.
-    cells_per_patient
-        Number of cells (crops) per patient.
-    ctc_fraction
-        Mean CTC prevalence over patients. Prevalence varies between patients and some have none
-        (see :attr:`Difficulty.zero_ctc_patient_fraction`).
-    difficulty
-        Name of a preset in :data:`PRESETS`.
-    seed
-        Seed of every random draw; the same seed gives byte-identical output.
-    size
-        Crop size in pixels (square).
-    pixel_size_um
-        Pixel size in um (DEPArray: about 0.64).
-    label_noise
-        Fraction of labels flipped in ``labels.csv`` (the true label is kept in ``label_true``).
-    masks
-        Also write the ground-truth masks ``masks.npy``.
-    """
+    patients: int = option(
+        12, help="Number of patients (samples); ids P01, P02, ... zero-padded to the width needed.", ge=1
+    )
+    cells_per_patient: int = option(200, help="Number of cells (crops) per patient.", ge=1)
+    ctc_fraction: float = option(
+        0.1, help="Mean CTC prevalence over patients (it varies between patients and some have none).", ge=0, le=1
+    )
+    difficulty: str = option("medium", help="Preset: easy, medium or hard.", choices=tuple(PRESETS))
+    seed: int = option(0, help="Seed of every random draw; the same seed gives byte-identical output.", ge=0)
+    size: int = option(80, help="Crop size in px (square).", ge=16, le=1024)
+    pixel_size_um: float = option(0.64, help="Pixel size in um (DEPArray: about 0.64).", ge=0.05, le=10, cli=False)
+    label_noise: float = option(
+        0.0, help="Fraction of labels flipped in labels.csv (the true label is kept in label_true).", ge=0, le=1
+    )
+    masks: bool = option(False, help="Also write the ground-truth cell and nucleus masks (masks.npy).")
+    sample_prefix: str = option(
+        "P", help="Letters before the patient number in sample ids, e.g. N for a second, new cohort.", cli=False
+    )
+    outcomes: bool = option(
+        False,
+        help="Also write clinical.csv: survival times, events and covariates drawn from each patient's true CTC "
+        "count (the other files are the same with or without it).",
+    )
+    frames: bool = option(
+        False, help="Render each patient as a slide scan (whole frames holding many cells) instead of crops."
+    )
+    frame_layout: str = option(
+        "tiles",
+        help="With --frames: tiles (one single-channel image per frame and channel, channels in blocks) or "
+        "multipage (one multipage TIFF per frame).",
+        choices=FRAME_LAYOUTS,
+    )
+    density: str = option("medium", help="With --frames: sparse, medium or crowded.", choices=FRAME_DENSITIES)
+    frame_size: tuple[int, int] = option(
+        (1000, 1400), help="With --frames: frame height and width in px, HEIGHTxWIDTH.", parse=parse_frame_size
+    )
 
-    patients: int = 12
-    cells_per_patient: int = 200
-    ctc_fraction: float = 0.1
-    difficulty: str = "medium"
-    seed: int = 0
-    size: int = 80
-    pixel_size_um: float = 0.64
-    label_noise: float = 0.0
-    masks: bool = False
-    sample_prefix: str = "P"
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.frame_size, list):  # from YAML
+            self.frame_size = tuple(self.frame_size)
 
     @property
     def preset(self) -> Difficulty:
@@ -277,30 +293,18 @@ class SynthConfig:
         return PRESETS[self.difficulty]
 
     def to_dict(self) -> dict[str, object]:
-        """The configuration as a JSON-ready dict."""
-        return dataclasses.asdict(self)
+        """The configuration as a JSON-ready dict, without ``outcomes`` (``clinical.csv`` records it), so that
+        the other files of a cohort do not depend on it."""
+        d = super().to_dict()
+        del d["outcomes"]
+        return d
 
-    def validate(self) -> None:
-        """Check every value; raise :class:`ctcid.errors.CtcidError` naming the first bad one."""
-        if not _is_int(self.patients) or self.patients < 1:
-            raise CtcidError(f"patients must be a whole number >= 1, got {self.patients!r}")
-        if not _is_int(self.cells_per_patient) or self.cells_per_patient < 1:
-            raise CtcidError(f"cells_per_patient must be a whole number >= 1, got {self.cells_per_patient!r}")
+    def __check__(self) -> None:
         if self.patients * self.cells_per_patient > 10_000_000:
-            raise CtcidError("patients x cells_per_patient must be at most 10,000,000 cells")
-        if not _is_real(self.ctc_fraction) or not 0.0 <= self.ctc_fraction <= 1.0:
-            raise CtcidError(f"ctc_fraction must be between 0 and 1, got {self.ctc_fraction!r}")
-        if self.difficulty not in PRESETS:
-            raise CtcidError(f"unknown difficulty {self.difficulty!r}; choose one of {', '.join(PRESETS)}")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise CtcidError(f"seed must be a whole number >= 0, got {self.seed!r}")
-        if not _is_int(self.size) or not 16 <= self.size <= 1024:
-            raise CtcidError(f"size must be a whole number of pixels between 16 and 1024, got {self.size!r}")
-        if not _is_real(self.pixel_size_um) or not 0.05 <= self.pixel_size_um <= 10.0:
-            raise CtcidError(f"pixel_size_um must be between 0.05 and 10 um, got {self.pixel_size_um!r}")
-        if not _is_real(self.label_noise) or not 0.0 <= self.label_noise <= 1.0:
-            raise CtcidError(f"label_noise must be between 0 and 1, got {self.label_noise!r}")
-        if not isinstance(self.sample_prefix, str) or not re.fullmatch(r"[A-Za-z]{1,8}", self.sample_prefix):
-            raise CtcidError(f"sample_prefix must be 1-8 letters, got {self.sample_prefix!r}")
-        if not isinstance(self.masks, bool):
-            raise CtcidError(f"masks must be true or false, got {self.masks!r}")
+            raise ConfigError("cells_per_patient", "x patients must be at most 10,000,000 cells")
+        if not re.fullmatch(r"[A-Za-z]{1,8}", self.sample_prefix):
+            raise ConfigError("sample_prefix", f"must be 1-8 letters, got {self.sample_prefix!r}")
+        if not all(64 <= v <= 4096 for v in self.frame_size):
+            raise ConfigError("frame_size", f"must be two sizes between 64 and 4096 px, got {self.frame_size!r}")
+        if self.frames and self.masks:
+            raise ConfigError("masks", "are written for crops only; with --frames the ground truth is truth.csv")

@@ -1,17 +1,32 @@
-"""Training: the data path from the store, the Lightning module, run folders, CV and ablations."""
+"""Training: the run lifecycle (prepare, fit one model family, finish, complete), the Lightning module and its
+callbacks, and every option of a run.
+
+Examples
+--------
+>>> from ctcid.train import TrainConfig
+>>> TrainConfig(model="resnet50", channels=["BF"]).loss
+'weighted_bce'
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from .config import FEATURE_MODELS, TrainConfig
+from .engine import fit, fit_model, fit_summary
+from .finish import FitResult, Fitted, calibrate_on_validation, finish, prior_shift_of
+from .run import RUN_FILE, TrainingRun, is_complete
 
-from .config import TrainConfig
-
-__all__ = ["FitResult", "TrainConfig", "fit"]
-
-
-def __getattr__(name: str) -> Any:  # the engine imports the predictor, which imports this package's data path
-    if name in ("fit", "FitResult"):
-        from . import engine
-
-        return getattr(engine, name)
-    raise AttributeError(name)
+__all__ = [
+    "FEATURE_MODELS",
+    "RUN_FILE",
+    "FitResult",
+    "Fitted",
+    "TrainConfig",
+    "TrainingRun",
+    "calibrate_on_validation",
+    "finish",
+    "fit",
+    "fit_model",
+    "fit_summary",
+    "is_complete",
+    "prior_shift_of",
+]

@@ -1,198 +1,163 @@
-"""Every option of a training run, in one dataclass that maps onto the ``train:`` section of a YAML file."""
+"""Every option of a training run, in one dataclass that maps onto the ``train:`` section of a YAML file.
+
+Nested sections are typed too: ``augment`` (:class:`ctcid.augment.AugmentConfig`), ``gbm`` (:class:`GBMConfig`),
+``segmentation`` (:class:`ctcid.segment.SegmentConfig`) and ``features`` (:class:`ctcid.features.FeatureConfig`);
+in YAML each is a mapping of some of its fields (``augment: {rotate_deg: 90}``).
+
+Examples
+--------
+>>> cfg = TrainConfig.from_dict({"model": "features_gbm", "gbm": {"max_iter": 50}})
+>>> cfg.gbm.max_iter, cfg.gbm.learning_rate
+(50, 0.05)
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
-from ..errors import CtcidError
+from ..augment import AugmentConfig
+from ..config import ConfigError, Options, option
+from ..features import FeatureConfig
+from ..segment import SegmentConfig
 
-if TYPE_CHECKING:
-    from ..augment import AugmentConfig
-
-__all__ = ["FEATURE_MODELS", "GBM_DEFAULTS", "LOSSES", "SAMPLERS", "TrainConfig"]
+__all__ = ["EXTRA_MODES", "FEATURE_MODELS", "LOSSES", "SAMPLERS", "GBMConfig", "TrainConfig"]
 
 LOSSES = ("bce", "weighted_bce", "focal")
 SAMPLERS = ("shuffle", "balanced")
 EXTRA_MODES = ("extra", "substitute")
 #: Models that read the hand-crafted feature table (System B).
 FEATURE_MODELS = ("features_gbm", "features_mlp", "dual_branch")
-GBM_DEFAULTS: dict[str, Any] = {
-    "max_iter": 300,
-    "learning_rate": 0.05,
-    "max_leaf_nodes": 15,
-    "min_samples_leaf": 10,
-    "l2_regularization": 1.0,
-}
 
 
 @dataclass
-class TrainConfig:
-    """Options of ``ctcid train`` / ``cv`` / ``ablate``.
+class GBMConfig(Options):
+    """Options of ``features_gbm`` (scikit-learn's ``HistGradientBoostingClassifier``). The number of trees kept
+    is the one best on the validation patients."""
 
-    Attributes
-    ----------
-    model
-        A ctcid model or timm backbone name (``resnet34``, ``resnet50``, ``efficientnet_b4``, ``densenet121``).
-    channels
-        Input channels at training and test time (System A: ``["BF"]``).
-    flatfield_channels
-        Channels scaled per crop by their own background (bright field) rather than by dataset-wide
-        intensity windows (fluorescence); see :func:`ctcid.train.data.channel_normalisation`.
-    train_extra_channels
-        Channels added to training only, fed through the single input channel (System A: ``["DAPI"]``).
-    extra_mode
-        ``extra``: each extra channel adds one sample per training cell with the cell's label;
-        ``substitute``: the input channel is replaced by an extra channel with probability ``extra_p``.
-    augment
-        The ``AugmentConfig`` fields as a mapping (families ``geometric``, ``illumination``, ``noise``, and
-        their parameters); ``{}`` uses the defaults, ``{"geometric": false, ...}`` switches families off.
-    input_size
-        Model input size in px; crops are resampled to it on the device (default: the crop size).
-    loss
-        ``bce``, ``weighted_bce`` (positive weight = negatives / positives in training) or ``focal``.
-    sampler
-        ``shuffle`` or ``balanced`` (classes drawn equally often).
-    monitor
-        Validation metric for early stopping and for picking the best epoch (``val_pr_auc`` or ``val_loss``).
-    n_folds, val_fraction
-        Patient-grouped K-fold for ``cv``/``ablate``; share of training patients held out for validation.
-    n_boot
-        Bootstrap resamples (of patients) for confidence intervals.
-    device
-        ``auto`` (GPU when available), ``cpu`` or ``cuda``.
-    precision
-        ``auto`` (bf16 autocast on GPU, fp32 on CPU), ``32``, ``bf16-mixed`` or ``16-mixed``.
-    devices, strategy, num_nodes
-        Passed to the Lightning trainer for multi-GPU / multi-node runs (``strategy="ddp"``).
-    workers
-        DataLoader worker processes feeding batches from the store (0: in the training process).
-    backbone
-        CNN branch of ``dual_branch`` (any timm backbone).
-    fusion
-        How ``dual_branch`` joins its branches: ``concat`` or ``gated``.
-    pca_components
-        Reduce the standardised feature vector to this many principal components, fitted on the
-        training fold only (0: no reduction). For ``features_mlp`` and ``dual_branch``.
-    feature_hidden
-        Width of the feature MLP.
-    gbm
-        Options of ``features_gbm`` (scikit-learn ``HistGradientBoostingClassifier``): ``max_iter`` (300),
-        ``learning_rate`` (0.05), ``max_leaf_nodes`` (15), ``min_samples_leaf`` (10),
-        ``l2_regularization`` (1.0). The number of trees kept is the one best on the validation patients.
-    segmentation, features
-        Options of the segmentation (:class:`ctcid.segment.SegmentConfig`) and of the feature measures
-        (:class:`ctcid.features.FeatureConfig`) that feature models read; ``{}`` uses the defaults.
-    """
+    max_iter: int = option(300, help="Boosting rounds grown (at most).", ge=1)
+    learning_rate: float = option(0.05, help="Shrinkage of each tree.", gt=0)
+    max_leaf_nodes: int = option(15, help="Leaves per tree.", ge=2)
+    min_samples_leaf: int = option(10, help="Fewest training cells in a leaf.", ge=1)
+    l2_regularization: float = option(1.0, help="L2 penalty on the leaf values.", ge=0)
 
-    model: str = "resnet34"
-    channels: list[str] = field(default_factory=lambda: ["BF"])
-    flatfield_channels: list[str] = field(default_factory=lambda: ["BF"])
-    train_extra_channels: list[str] = field(default_factory=list)
-    extra_mode: str = "extra"
-    extra_p: float = 0.5
-    augment: dict[str, Any] = field(default_factory=dict)
-    input_size: int | None = None
-    pretrained: bool = False
-    weights: str | None = None
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    loss: str = "weighted_bce"
-    focal_gamma: float = 2.0
-    sampler: str = "shuffle"
-    monitor: str = "val_pr_auc"
-    patience: int = 6
-    n_folds: int = 5
-    val_fraction: float = 0.2
-    n_boot: int = 1000
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
-    workers: int = 0
-    compile: bool = False
-    progress: bool = True
-    backbone: str = "resnet18"
-    fusion: str = "concat"
-    pca_components: int = 0
-    feature_hidden: int = 128
-    gbm: dict[str, Any] = field(default_factory=dict)
-    segmentation: dict[str, Any] = field(default_factory=dict)
-    features: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> None:
+@dataclass
+class TrainConfig(Options):
+    """Options of ``ctcid train`` / ``cv`` / ``ablate``."""
+
+    model: str = option(
+        "resnet34",
+        help="Model: a timm backbone (resnet34, resnet50, efficientnet_b4, densenet121, ...) or a ctcid model "
+        "(features_gbm, features_mlp, dual_branch).",
+    )
+    channels: list[str] = option(
+        default_factory=lambda: ["BF"],
+        help="Input channels at training and test time, e.g. BF or BF,DAPI,CK,CD45.",
+    )
+    flatfield_channels: list[str] = option(
+        default_factory=lambda: ["BF"],
+        help="Channels scaled per crop by their own background (bright field) rather than by dataset-wide "
+        "intensity windows (fluorescence).",
+    )
+    train_extra_channels: list[str] = option(
+        default_factory=list,
+        help="Channels added to training only, through the single input channel (System A: DAPI).",
+    )
+    extra_mode: str = option(
+        "extra",
+        help="extra: each extra channel adds one sample per training cell with the cell's label; substitute: the "
+        "input is replaced by an extra channel with probability --extra-p.",
+        choices=EXTRA_MODES,
+    )
+    extra_p: float = option(0.5, help="Substitution probability of --extra-mode substitute.", ge=0, le=1)
+    augment: AugmentConfig = option(
+        default_factory=AugmentConfig,
+        help="Augmentation: the families (geometric, illumination, noise) and their parameters.",
+        cli=False,
+    )
+    input_size: int | None = option(
+        None,
+        help="Model input size in px (default: the crop size); crops are resampled on the device.",
+        ge=16,
+        le=1024,
+    )
+    pretrained: bool = option(
+        False, help="Start from timm's ImageNet weights (needs the network).", flag="--pretrained/--scratch"
+    )
+    weights: str | None = option(None, help="Local safetensors weights to start from.")
+    epochs: int = option(30, help="Maximum epochs.", ge=1)
+    batch_size: int = option(128, help="Batch size.", ge=2)
+    lr: float = option(1e-3, help="Peak learning rate (one-cycle, AdamW).", gt=0)
+    weight_decay: float = option(1e-4, help="AdamW weight decay.", ge=0)
+    loss: str = option(
+        "weighted_bce",
+        help="bce, weighted_bce (CTCs weighted by negatives / positives in training) or focal.",
+        choices=LOSSES,
+    )
+    focal_gamma: float = option(2.0, help="Focusing exponent of the focal loss.", ge=0, cli=False)
+    sampler: str = option("shuffle", help="shuffle, or balanced (classes drawn equally often).", choices=SAMPLERS)
+    calibration: str = option(
+        "platt",
+        help="How raw logits become probabilities, fitted on the validation patients after the class weighting's "
+        "logit shift is undone: platt (slope and intercept, with their uncertainty) or isotonic.",
+        choices=("platt", "isotonic"),
+    )
+    monitor: str = option(
+        "val_pr_auc",
+        help="Validation metric for early stopping and the best epoch.",
+        choices=("val_pr_auc", "val_loss"),
+    )
+    patience: int = option(6, help="Early-stopping patience in epochs.", ge=1)
+    n_folds: int = option(5, help="Patient-grouped folds of cv and ablate.", ge=2, flag="--folds")
+    val_fraction: float = option(0.2, help="Share of the training patients held out for validation.", gt=0, lt=0.5)
+    n_boot: int = option(1000, help="Bootstrap resamples for confidence intervals.", ge=0)
+    seed: int = option(0, help="Random seed.", ge=0)
+    device: str = option(
+        "auto", help="auto (a GPU when there is one), cpu or cuda.", choices=("auto", "cpu", "cuda")
+    )
+    precision: str = option(
+        "auto",
+        help="auto (bf16 autocast on GPU, fp32 on CPU), 32, bf16-mixed or 16-mixed.",
+        choices=("auto", "32", "32-true", "bf16-mixed", "16-mixed"),
+    )
+    devices: int | str = option(1, help="Devices per node for data-parallel runs.")
+    strategy: str = option("auto", help="Lightning strategy for several devices, e.g. ddp.")
+    num_nodes: int = option(1, help="Nodes for multi-node runs.", ge=1)
+    workers: int = option(0, help="Batch loader processes (0: in the training process).", ge=0)
+    compile: bool = option(False, help="torch.compile the model.", cli=False)
+    progress: bool = option(True, help="Show progress bars.", flag="--progress/--no-progress")
+    backbone: str = option("resnet18", help="CNN branch of dual_branch (any timm backbone).")
+    fusion: str = option(
+        "concat", help="How dual_branch joins its branches: concat or gated.", choices=("concat", "gated")
+    )
+    pca_components: int = option(
+        0,
+        help="Reduce the standardised features to this many principal components, fitted on the training "
+        "fold (0: no reduction; features_mlp and dual_branch).",
+        ge=0,
+    )
+    feature_hidden: int = option(128, help="Width of the feature MLP.", ge=1, cli=False)
+    gbm: GBMConfig = option(default_factory=GBMConfig, help="Options of features_gbm.", cli=False)
+    segmentation: SegmentConfig = option(
+        default_factory=SegmentConfig, help="Segmentation that feature models read.", cli=False
+    )
+    features: FeatureConfig = option(
+        default_factory=FeatureConfig, help="Feature measures that feature models read.", cli=False
+    )
+
+    def __check__(self) -> None:
         if not self.channels:
-            raise CtcidError("--channels needs at least one channel")
+            raise ConfigError("channels", "needs at least one channel", "--channels")
         if self.train_extra_channels and len(self.channels) != 1:
-            raise CtcidError(
-                "--train-extra-channels feeds extra channels through the single input channel; "
-                "use it with one --channels entry (e.g. BF)"
+            raise ConfigError(
+                "train_extra_channels",
+                "feeds extra channels through the single input channel; use it with one channel (e.g. BF)",
+                "--train-extra-channels",
             )
         overlap = set(self.train_extra_channels) & set(self.channels)
         if overlap:
-            raise CtcidError(f"channel(s) {', '.join(sorted(overlap))} are both input and training-only channels")
-        if self.extra_mode not in EXTRA_MODES:
-            raise CtcidError(f"--extra-mode must be one of {', '.join(EXTRA_MODES)}, got {self.extra_mode!r}")
-        if not 0.0 <= self.extra_p <= 1.0:
-            raise CtcidError(f"--extra-p must be in [0, 1], got {self.extra_p}")
-        if self.loss not in LOSSES:
-            raise CtcidError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.sampler not in SAMPLERS:
-            raise CtcidError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.monitor not in ("val_pr_auc", "val_loss"):
-            raise CtcidError(f"--monitor must be val_pr_auc or val_loss, got {self.monitor!r}")
-        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
-            raise CtcidError("epochs >= 1, batch size >= 2 and a positive learning rate are needed")
-        if self.n_folds < 2:
-            raise CtcidError(f"--folds must be >= 2, got {self.n_folds}")
-        if not 0.0 < self.val_fraction < 0.5:
-            raise CtcidError(f"--val-fraction must be in (0, 0.5), got {self.val_fraction}")
-        if self.input_size is not None and not 16 <= self.input_size <= 1024:
-            raise CtcidError(f"--input-size must be between 16 and 1024 px, got {self.input_size}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise CtcidError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        if self.precision not in ("auto", "32", "32-true", "bf16-mixed", "16-mixed"):
-            raise CtcidError(f"--precision must be auto, 32, bf16-mixed or 16-mixed, got {self.precision!r}")
-        self.augment_config().validate()
-        if self.fusion not in ("concat", "gated"):
-            raise CtcidError(f"--fusion must be concat or gated, got {self.fusion!r}")
-        if self.pca_components < 0 or self.feature_hidden < 1:
-            raise CtcidError("--pca-components must be >= 0 and the feature MLP width >= 1")
-        unknown = set(self.gbm) - set(GBM_DEFAULTS)
-        if unknown:
-            raise CtcidError(
-                f"unknown gbm option(s) {', '.join(sorted(unknown))}; known: {', '.join(GBM_DEFAULTS)}"
+            raise ConfigError(
+                "train_extra_channels",
+                f"names {', '.join(sorted(overlap))}, already an input channel",
+                "--train-extra-channels",
             )
-        self.segment_config().validate()
-        self.feature_config().validate()
-
-    def segment_config(self) -> Any:
-        from ..segment import SegmentConfig
-
-        try:
-            return SegmentConfig(**self.segmentation)
-        except TypeError as exc:
-            raise CtcidError(f"bad segmentation option: {exc}") from None
-
-    def feature_config(self) -> Any:
-        from ..features import FeatureConfig
-
-        try:
-            return FeatureConfig(**self.features)
-        except TypeError as exc:
-            raise CtcidError(f"bad features option: {exc}") from None
-
-    def augment_config(self) -> AugmentConfig:
-        from ..augment import AugmentConfig
-
-        try:
-            return AugmentConfig(**self.augment)
-        except TypeError as exc:
-            raise CtcidError(f"bad augment option: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Normalizer
+from ..data import Normalizer, prepare_batch
 
 __all__ = ["CTCClassifier", "focal_loss"]
 
@@ -69,25 +69,22 @@ class CTCClassifier(pl.LightningModule):
 
     # ------------------------------------------------------------------ data on the device
     def prepare(self, batch: dict[str, torch.Tensor], *, train: bool, batch_idx: int = 0) -> torch.Tensor:
-        x = self.normalizer.window(batch["pixels"], batch["src"])
+        augment, gen = None, None
         if train and self.augment is not None:
-            gen = torch.Generator(device=x.device)
+            augment = self.augment
+            gen = torch.Generator(device=batch["pixels"].device)
             gen.manual_seed(
                 int(np.random.SeedSequence([self.seed, self.current_epoch, batch_idx]).generate_state(1)[0])
             )
-            x = self.augment(x, generator=gen)
-        elif x.shape[-1] != self.input_size:
-            x = F.interpolate(
-                x,
-                size=(self.input_size, self.input_size),
-                mode="bilinear",
-                align_corners=False,
-                antialias=x.shape[-1] > self.input_size,
-            )
-        x = self.normalizer.standardise(x, batch["src"])
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return prepare_batch(
+            batch["pixels"],
+            batch["src"],
+            self.normalizer,
+            input_size=self.input_size,
+            augment=augment,
+            generator=gen,
+            channels_last=self.channels_last,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).reshape(-1)

@@ -1,8 +1,9 @@
 """Patient-grouped cross-validation of several variants (architectures, or System A's ablation) on one split.
 
 Every variant is trained on the same folds; each fold is a complete run folder (see
-:mod:`ctcid.train.engine`). Per-fold test metrics give the mean and spread over folds; the
-pooled out-of-fold predictions give patient-bootstrap intervals.
+:mod:`ctcid.workflows.training`). Per-fold test metrics give the mean and spread over folds; the
+pooled out-of-fold predictions (each fold's calibrated probabilities and its own calls) give bootstrap
+intervals, and ``VARIANT/counts.csv`` holds every held-out patient's counts, each from its own fold's model.
 """
 
 from __future__ import annotations
@@ -14,27 +15,29 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..errors import CtcidError
+from ..evaluate import Split
 from ..evaluate.metrics import METRICS
 from ..io import CellDataset
 from ..io._atomic import atomic_write_text
-from .config import TrainConfig
-from .engine import RUN_FILE, fit
+from ..train import RUN_FILE, TrainConfig, is_complete
+from .training import train_model
 
 __all__ = [
     "SYSTEM_A_VARIANTS",
     "SYSTEM_B_VARIANTS",
     "CVResult",
+    "ablate",
+    "compare_models",
     "run_variants",
     "system_a_variants",
     "system_b_variants",
 ]
 
 #: Metrics shown in the comparison tables, in order (the rates, not the confusion counts).
-TABLE_METRICS = METRICS[: METRICS.index("pr_auc") + 1]
+TABLE_METRICS = METRICS[: METRICS.index("ece") + 1]
 _NO_AUG = {"geometric": False, "illumination": False, "noise": False}
 
 #: System A's table: bright field only, each augmentation family alone, all three, and DAPI added to training.
@@ -43,8 +46,11 @@ SYSTEM_A_VARIANTS: dict[str, dict[str, Any]] = {
     "bf+geometric": {"augment": {**_NO_AUG, "geometric": True}},
     "bf+illumination": {"augment": {**_NO_AUG, "illumination": True}},
     "bf+noise": {"augment": {**_NO_AUG, "noise": True}},
-    "bf+aug": {"augment": {}},
-    "bf+aug+dapi": {"augment": {}, "train_extra_channels": ["DAPI"]},
+    "bf+aug": {"augment": {"geometric": True, "illumination": True, "noise": True}},
+    "bf+aug+dapi": {
+        "augment": {"geometric": True, "illumination": True, "noise": True},
+        "train_extra_channels": ["DAPI"],
+    },
 }
 
 
@@ -52,9 +58,10 @@ def system_a_variants(base: TrainConfig) -> dict[str, TrainConfig]:
     """System A's ablation as configs: BF input only, the user's augmentation parameters, families switched."""
     out = {}
     for name, change in SYSTEM_A_VARIANTS.items():
-        aug = {**base.augment, **change["augment"]}
-        out[name] = replace(
-            base, channels=["BF"], augment=aug, train_extra_channels=list(change.get("train_extra_channels", []))
+        out[name] = base.replace(
+            channels=["BF"],
+            augment=change["augment"],
+            train_extra_channels=list(change.get("train_extra_channels", [])),
         )
     return out
 
@@ -85,20 +92,156 @@ class CVResult:
     table: pd.DataFrame
 
 
-def _pooled(frames: list[pd.DataFrame], runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """Out-of-fold predictions; each fold's logits rescaled so its own threshold sits at p = 0.5."""
-    parts = []
-    for frame, run in zip(frames, runs, strict=True):
-        t, temp = float(run["threshold"]), float(run["temperature"])
-        t = min(max(t, 1e-6), 1 - 1e-6)
-        f = frame.copy()
-        f["logit"] = f["logit"] / temp - np.log(t / (1 - t))
-        parts.append(f)
-    return pd.concat(parts, ignore_index=True)
+def _fold_outputs(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A finished fold's test predictions and its per-patient counts (from the fold's own model)."""
+    frame = pd.read_csv(
+        run_dir / "test_predictions.csv", keep_default_na=False, na_values={"logit": [""], "p_ctc": [""]}
+    )
+    counts = pd.read_csv(run_dir / "test_counts.csv", dtype={"sample_id": str})
+    return frame, counts
 
 
 def _fmt(mean: float, std: float) -> str:
     return "nan" if mean != mean else f"{mean:.3f} ± {std:.3f}"
+
+
+def _prepare_out(
+    out: Path, ds: CellDataset, variants: dict[str, TrainConfig], base: TrainConfig, resume: bool, overwrite: bool
+) -> list[Split]:
+    """The folds (checked before anything is written), then the comparison folder with its records."""
+    import shutil
+
+    import yaml
+
+    from ..evaluate import fold_table, patient_folds
+
+    if out.exists() and not resume and not overwrite:
+        raise CtcidError("already exists; pass --resume to finish it or --overwrite to start again", out)
+    sample_ids = ds.table["sample_id"].to_numpy()
+    splits = patient_folds(
+        sample_ids, ds.labels(), n_folds=base.n_folds, seed=base.seed, val_fraction=base.val_fraction
+    )
+    if out.exists() and not resume:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "folds.csv", fold_table(sample_ids, splits, labels=ds.labels()).to_csv(index=False))
+    records = {"train": base.to_dict(), "variants": {k: v.to_dict() for k, v in variants.items()}}
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(records, sort_keys=False))
+    return splits
+
+
+def _run_fold(
+    ds: CellDataset,
+    split: Split,
+    name: str,
+    cfg: TrainConfig,
+    run_dir: Path,
+    n_folds: int,
+    resume: bool,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Train (or find complete) one variant on one fold; its per-fold row of the comparison."""
+    if is_complete(run_dir):
+        say(f"{name} fold {split.fold}: already complete")
+    else:
+        say(f"{name} fold {split.fold + 1}/{n_folds}: training {cfg.model} on {len(split.train)} cells")
+        train_model(ds, split, cfg, run_dir, resume=resume and run_dir.exists(), overwrite=not resume, log=say)
+    run = json.loads((run_dir / RUN_FILE).read_text())
+    metrics = json.loads((run_dir / "test_metrics.json").read_text())
+    row = {
+        "variant": name,
+        "model": cfg.model,
+        "fold": split.fold,
+        "threshold": run["threshold"],
+        "train_cells": len(split.train),
+    }
+    row.update({k: v["value"] for k, v in metrics["metrics"].items()})
+    row.update({f"count_{k}": v for k, v in metrics["counts"].items()})
+    return row
+
+
+def _pool_variant(out: Path, run_dirs: list[Path], base: TrainConfig) -> dict[str, Any]:
+    """Pooled out-of-fold predictions, counts (one row per held-out patient) and metrics of one variant."""
+    from ..evaluate import DEFAULT_COUNT_METHOD, write_metrics
+
+    parts = [_fold_outputs(d) for d in run_dirs]
+    pooled = pd.concat([p[0] for p in parts], ignore_index=True)
+    counts = pd.concat([p[1] for p in parts], ignore_index=True).sort_values("sample_id", kind="stable")
+    atomic_write_text(out / "oof_predictions.csv", pooled.to_csv(index=False))
+    summary = write_metrics(out, pooled, counts, threshold=None, n_boot=base.n_boot, seed=base.seed)
+    f1, ece = summary["metrics"]["f1"], summary["metrics"]["ece"]
+    return {
+        "pooled_f1": f1["value"],
+        "pooled_f1_lo": f1["lo"],
+        "pooled_f1_hi": f1["hi"],
+        "pooled_ece": ece["value"],
+        "interval": summary["interval"],
+        "count_mae": summary["counts"].get("called_mae"),
+        "estimate_mae": summary["counts"].get(f"{DEFAULT_COUNT_METHOD}_mae"),
+        "estimate_coverage": summary["counts"].get(f"{DEFAULT_COUNT_METHOD}_coverage"),
+    }
+
+
+def _comparison_table(
+    per_fold: pd.DataFrame, pooled: dict[str, dict[str, Any]], variants: dict[str, TrainConfig]
+) -> pd.DataFrame:
+    """One row per variant: mean and spread over folds of each metric, and the pooled figures."""
+    from ..evaluate import summarise_folds
+
+    rows = []
+    for name in variants:
+        sub = per_fold[per_fold["variant"] == name]
+        stats = summarise_folds(sub[list(TABLE_METRICS)].to_dict("records")).set_index("metric")
+        row: dict[str, Any] = {
+            "variant": name,
+            "model": variants[name].model,
+            "folds": len(sub),
+            "train_cells": round(float(sub["train_cells"].mean())),
+        }
+        for m in TABLE_METRICS:
+            row[f"{m}_mean"], row[f"{m}_std"] = float(stats.loc[m, "mean"]), float(stats.loc[m, "std"])
+        row.update(pooled[name])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _table_markdown(table: pd.DataFrame, ds: CellDataset, n_folds: int, base: TrainConfig, title: str) -> str:
+    from ..evaluate import DEFAULT_COUNT_METHOD, to_markdown
+
+    shown = pd.DataFrame(
+        {
+            "variant": table["variant"],
+            "model": table["model"],
+            **{
+                m: [_fmt(a, b) for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"], strict=True)]
+                for m in ("f1", "precision", "recall", "specificity", "mcc", "pr_auc", "accuracy")
+            },
+            "pooled F1 [95% CI]": [
+                f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+                for v, lo, hi in zip(table["pooled_f1"], table["pooled_f1_lo"], table["pooled_f1_hi"], strict=True)
+            ],
+            "ECE (pooled)": table["pooled_ece"].round(3),
+            "count MAE called / estimate": [
+                f"{a:.2f} / {b:.2f}" for a, b in zip(table["count_mae"], table["estimate_mae"], strict=True)
+            ],
+            "estimate coverage": table["estimate_coverage"].round(2),
+            "training cells / fold": table["train_cells"],
+        }
+    )
+    interval = (
+        "the pooled F1 interval resamples patients"
+        if (table["interval"] == "patients").all()
+        else "too few patients to resample them, so the pooled F1 interval resamples cells within patients and "
+        "is optimistic"
+    )
+    return (
+        f"# {title}\n\nDataset `{ds.path}` ({len(ds)} cells, {ds.header['n_samples']} patients, fingerprint "
+        f"`{ds.fingerprint[:19]}`); {n_folds} patient-grouped folds, seed {base.seed}. Values are mean ± std "
+        f"over folds on the held-out patients; {interval}. ECE: expected calibration error of the pooled "
+        f"out-of-fold probabilities. Counts per held-out patient (`VARIANT/counts.csv`): mean absolute error of "
+        f"the called count and of the `{DEFAULT_COUNT_METHOD}` estimate, and the share of patients whose 95% "
+        f"interval holds the true count.\n\n" + to_markdown(shown) + "\n"
+    )
 
 
 def run_variants(
@@ -115,115 +258,86 @@ def run_variants(
     """Train every variant on the same patient-grouped folds and write one comparison table.
 
     Writes ``folds.csv``, ``config.yaml``, ``VARIANT/foldK/`` run folders, ``per_fold.csv``,
-    ``table.csv`` and ``table.md`` (mean ± std over folds; pooled F1 with a patient-bootstrap 95%
-    interval) and ``comparison.png``.
+    ``table.csv`` and ``table.md`` (mean ± std over folds; pooled F1 with a bootstrap 95% interval, pooled ECE,
+    count errors and interval coverage) and ``comparison.png``; per variant ``oof_predictions.csv``,
+    ``counts.csv`` (one row per held-out patient) and the pooled metrics and plots.
     """
-    import shutil
-
-    import yaml
-
-    from ..evaluate import fold_table, patient_folds, plot_model_comparison, summarise_folds, to_markdown
-    from .engine import write_metrics
+    from ..evaluate import plot_model_comparison
 
     say = log or (lambda _m: None)
     out = Path(out)
-    if out.exists() and not resume:
-        if not overwrite:
-            raise CtcidError("already exists; pass --resume to finish it or --overwrite to start again", out)
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    sample_ids = ds.table["sample_id"].to_numpy()
-    splits = patient_folds(
-        sample_ids, ds.labels(), n_folds=base.n_folds, seed=base.seed, val_fraction=base.val_fraction
-    )
-    atomic_write_text(out / "folds.csv", fold_table(sample_ids, splits, labels=ds.labels()).to_csv(index=False))
-    atomic_write_text(
-        out / "config.yaml",
-        yaml.safe_dump(
-            {"train": base.to_dict(), "variants": {k: v.to_dict() for k, v in variants.items()}}, sort_keys=False
-        ),
-    )
-    rows, pooled_rows = [], []
+    splits = _prepare_out(out, ds, variants, base, resume, overwrite)
+    rows, pooled = [], {}
     for name, cfg in variants.items():
-        frames, runs = [], []
-        for split in splits:
-            run_dir = out / name / f"fold{split.fold}"
-            done = (run_dir / RUN_FILE).is_file() and json.loads((run_dir / RUN_FILE).read_text())[
-                "status"
-            ] == "complete"
-            if done:
-                say(f"{name} fold {split.fold}: already complete")
-            else:
-                say(
-                    f"{name} fold {split.fold + 1}/{len(splits)}: training {cfg.model} on {len(split.train)} cells"
-                )
-                fit(ds, split, cfg, run_dir, resume=resume and run_dir.exists(), overwrite=not resume, log=say)
-            run = json.loads((run_dir / RUN_FILE).read_text())
-            metrics = json.loads((run_dir / "test_metrics.json").read_text())
-            row = {"variant": name, "model": cfg.model, "fold": split.fold, "threshold": run["threshold"]}
-            row.update({k: v["value"] for k, v in metrics["metrics"].items()})
-            row.update({f"count_{k}" if not k.startswith("count") else k: v for k, v in metrics["counts"].items()})
-            rows.append(row)
-            frames.append(
-                pd.read_csv(
-                    run_dir / "test_predictions.csv",
-                    keep_default_na=False,
-                    na_values={"logit": [""], "p_ctc": [""]},
-                )
-            )
-            runs.append(run)
-        pooled = _pooled(frames, runs)
-        pooled["p_ctc"] = 1.0 / (1.0 + np.exp(-pooled["logit"].to_numpy()))
-        atomic_write_text(out / name / "oof_predictions.csv", pooled.to_csv(index=False))
-        summary = write_metrics(out / name, pooled, 0.5, 1.0, base.n_boot, base.seed, prefix="oof_")
-        f1 = summary["metrics"]["f1"]
-        pooled_rows.append(
-            {
-                "variant": name,
-                "pooled_f1": f1["value"],
-                "pooled_f1_lo": f1["lo"],
-                "pooled_f1_hi": f1["hi"],
-                "count_mae": summary["counts"].get("count_mae"),
-            }
-        )
+        dirs = [out / name / f"fold{split.fold}" for split in splits]
+        for split, run_dir in zip(splits, dirs, strict=True):
+            rows.append(_run_fold(ds, split, name, cfg, run_dir, len(splits), resume, say))
+        pooled[name] = _pool_variant(out / name, dirs, base)
     per_fold = pd.DataFrame(rows)
     atomic_write_text(out / "per_fold.csv", per_fold.to_csv(index=False))
-    table_rows = []
-    for name in variants:
-        sub = per_fold[per_fold["variant"] == name]
-        stats = summarise_folds(sub[list(TABLE_METRICS)].to_dict("records"))
-        stats = stats.set_index("metric") if "metric" in stats.columns else stats
-        row: dict[str, Any] = {"variant": name, "model": variants[name].model, "folds": len(sub)}
-        for m in TABLE_METRICS:
-            row[f"{m}_mean"], row[f"{m}_std"] = float(stats.loc[m, "mean"]), float(stats.loc[m, "std"])
-        row.update(next(r for r in pooled_rows if r["variant"] == name))
-        table_rows.append(row)
-    table = pd.DataFrame(table_rows)
+    table = _comparison_table(per_fold, pooled, variants)
     atomic_write_text(out / "table.csv", table.to_csv(index=False))
-    shown = pd.DataFrame(
-        {
-            "variant": table["variant"],
-            "model": table["model"],
-            **{
-                m: [_fmt(a, b) for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"], strict=True)]
-                for m in ("f1", "precision", "recall", "specificity", "mcc", "pr_auc", "accuracy")
-            },
-            "pooled F1 [95% CI]": [
-                f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
-                for v, lo, hi in zip(table["pooled_f1"], table["pooled_f1_lo"], table["pooled_f1_hi"], strict=True)
-            ],
-            "count MAE": table["count_mae"].round(2),
-        }
-    )
-    md = (
-        f"# {title}\n\nDataset `{ds.path}` ({len(ds)} cells, {ds.header['n_samples']} patients, fingerprint "
-        f"`{ds.fingerprint[:19]}`); {len(splits)} patient-grouped folds, seed {base.seed}. Values are mean ± std "
-        f"over folds on the held-out patients; the pooled F1 interval resamples patients.\n\n"
-        + to_markdown(shown)
-        + "\n"
-    )
-    atomic_write_text(out / "table.md", md)
+    atomic_write_text(out / "table.md", _table_markdown(table, ds, len(splits), base, title))
     plot_model_comparison(
         per_fold.rename(columns={"variant": "model", "model": "architecture"}), out / "comparison.png", metric="f1"
     )
     return CVResult(out, per_fold, table)
+
+
+def _open(dataset: str | os.PathLike[str] | CellDataset) -> CellDataset:
+    return dataset if isinstance(dataset, CellDataset) else CellDataset.open(dataset)
+
+
+def compare_models(
+    dataset: str | os.PathLike[str] | CellDataset,
+    out: str | os.PathLike[str],
+    cfg: TrainConfig,
+    models: list[str],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> CVResult:
+    """``ctcid cv``: every model in ``models`` (the other options from ``cfg``) on the same patient-grouped
+    folds, in one comparison table."""
+    variants = {m: replace(cfg, model=m) for m in models}
+    for v in variants.values():
+        v.validate()
+    return run_variants(
+        _open(dataset),
+        variants,
+        out,
+        base=cfg,
+        title="Architecture comparison",
+        resume=resume,
+        overwrite=overwrite,
+        log=log,
+    )
+
+
+def ablate(
+    dataset: str | os.PathLike[str] | CellDataset,
+    out: str | os.PathLike[str],
+    cfg: TrainConfig,
+    system: str = "A",
+    *,
+    channels: list[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> CVResult:
+    """``ctcid ablate``: System A's table (bright field at test time; each augmentation family; all three; DAPI in
+    training) or System B's (image CNN, feature trees, feature MLP, dual branch with concatenation and with gated
+    fusion) on ``channels`` (System B's default: every channel of the dataset)."""
+    system = system.upper()
+    if system not in ("A", "B"):
+        raise CtcidError(f"--system must be A or B, got {system!r}")
+    ds = _open(dataset)
+    if system == "B":
+        cfg = replace(cfg, channels=list(channels or ds.channels))
+        cfg.validate()
+        title = f"System B ablation (channels {', '.join(cfg.channels)})"
+        variants = system_b_variants(cfg)
+    else:
+        title, variants = "System A ablation (bright field at test time)", system_a_variants(cfg)
+    return run_variants(ds, variants, out, base=cfg, title=title, resume=resume, overwrite=overwrite, log=log)

@@ -1,0 +1,357 @@
+"""How many CTCs a sample holds: three estimators, and 95% intervals that include what was estimated.
+
+Counting is quantification, not classification: the count of a sample is a prevalence estimate.
+
+``called``
+    Cells called CTC at the decision threshold ("classify and count"). Biased whenever the error rates are not
+    zero: every sample collects false positives in proportion to its leukocytes. No interval.
+``expected``
+    The sum of calibrated probabilities ("probabilistic classify and count"). If the probabilities are
+    calibrated, the true count is a Poisson-binomial variable with that mean. Its interval is the 2.5% and 97.5%
+    quantiles of the count's distribution, whose variance adds to the Poisson-binomial variance
+    ``sum p (1 - p)`` the uncertainty of the calibration map itself, fitted on a finite validation set
+    (delta method with the covariance of the Platt slope and intercept); the quantiles come from a
+    skewness-corrected normal approximation of a discrete count (Volkova 1996, with continuity correction).
+``adjusted``
+    The called count corrected by the sensitivity ``tpr`` and false-positive rate ``fpr`` measured on the
+    validation patients ("adjusted classify and count", Forman 2008): ``(called - fpr n) / (tpr - fpr)``,
+    clipped to ``[0, n]``. Its interval (delta method) includes the binomial spread of the calls given the true
+    count and the uncertainty of ``tpr`` and ``fpr`` estimated from finite validation counts, rounded outward to
+    whole cells.
+
+Interval bounds are whole numbers of cells, because the count they bracket is one.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from ctcid.evaluate.calibration import Calibration
+>>> frame = pd.DataFrame(
+...     {"sample_id": ["A"] * 4, "logit": [3.0, 3.0, -3.0, -3.0], "call": ["ctc", "ctc", "wbc", "wbc"]}
+... )
+>>> table = count_table(frame, Calibration(), ErrorRates(tp=90, fn=10, fp=5, tn=95))
+>>> table[["called_ctc", "expected_ctc", "adjusted_ctc"]].round(3).values.tolist()
+[[2.0, 2.0, 2.118]]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from ..errors import CtcidError
+from .calibration import Calibration
+
+__all__ = [
+    "COUNT_COLUMNS",
+    "COUNT_METHODS",
+    "DEFAULT_COUNT_METHOD",
+    "ErrorRates",
+    "adjusted_count",
+    "count_interval",
+    "count_table",
+    "coverage_summary",
+    "expected_count",
+]
+
+COUNT_METHODS = ("expected", "adjusted")
+#: The estimator reported as ``ctc_estimate`` unless another is asked for: the one whose coverage in
+#: ``ctcid bench counts`` (``benchmarks/results/counts_cpu-2core.json``) lies closest to 0.95 within
+#: [0.90, 0.98] on every preset, ties broken by mean absolute error.
+DEFAULT_COUNT_METHOD = "expected"
+#: Columns of a count table, in order (``true_ctc`` and the per-volume columns only when known).
+COUNT_COLUMNS = (
+    "sample_id",
+    "cells",
+    "called_ctc",
+    "expected_ctc",
+    "expected_ctc_lo",
+    "expected_ctc_hi",
+    "adjusted_ctc",
+    "adjusted_ctc_lo",
+    "adjusted_ctc_hi",
+    "ctc_estimate",
+    "ctc_estimate_lo",
+    "ctc_estimate_hi",
+    "count_method",
+)
+#: Standard blood volume of a CTC count (CellSearch): counts are reported per 7.5 mL.
+STANDARD_VOLUME_ML = 7.5
+
+
+@dataclass(frozen=True)
+class ErrorRates:
+    """Confusion counts of the calls on the validation cells, from which ``tpr`` and ``fpr`` are estimated.
+
+    The rates are the observed proportions (so a classifier that made no error on its validation cells counts as
+    it calls); their uncertainty is that of a Beta posterior under a Jeffreys prior,
+    ``Beta(k + 1/2, m - k + 1/2)``, which stays positive when a validation set with few CTCs shows no error.
+
+    >>> r = ErrorRates(tp=9, fn=1, fp=2, tn=98)
+    >>> r.tpr, r.fpr
+    (0.9, 0.02)
+    """
+
+    tp: float
+    fn: float
+    fp: float
+    tn: float
+
+    @staticmethod
+    def _rate(k: float, m: float) -> float:
+        return k / m if m > 0 else 0.5
+
+    @staticmethod
+    def _var(k: float, m: float) -> float:
+        a, b = k + 0.5, m - k + 0.5
+        return a * b / ((a + b) ** 2 * (a + b + 1))
+
+    @property
+    def tpr(self) -> float:
+        return self._rate(self.tp, self.tp + self.fn)
+
+    @property
+    def fpr(self) -> float:
+        return self._rate(self.fp, self.fp + self.tn)
+
+    @property
+    def tpr_var(self) -> float:
+        return self._var(self.tp, self.tp + self.fn)
+
+    @property
+    def fpr_var(self) -> float:
+        return self._var(self.fp, self.fp + self.tn)
+
+    @classmethod
+    def from_metrics(cls, metrics: dict[str, Any]) -> ErrorRates:
+        """From a metrics dict holding ``tp``, ``fn``, ``fp`` and ``tn`` (a bundle's validation metrics)."""
+        try:
+            return cls(*(float(metrics[k]) for k in ("tp", "fn", "fp", "tn")))
+        except (KeyError, TypeError, ValueError):
+            raise CtcidError("the model records no validation confusion counts (tp, fn, fp, tn)") from None
+
+
+def count_interval(
+    mean: np.ndarray, var: np.ndarray, skew_num: np.ndarray, n: np.ndarray, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-number quantiles ``(lo, hi)`` of counts with the given mean, variance and third central moment.
+
+    The distribution function of a count is approximated by ``G((k + 0.5 - mean) / sd)`` with
+    ``G(x) = Phi(x) + gamma (1 - x^2) phi(x) / 6`` and ``gamma = skew_num / sd^3`` (refined normal
+    approximation of the Poisson-binomial law, Volkova 1996); ``lo`` is the smallest ``k`` with
+    ``G >= (1 - level) / 2`` and ``hi`` the smallest with ``G >= (1 + level) / 2``, both within ``[0, n]``.
+
+    >>> lo, hi = count_interval(np.array([10.0]), np.array([9.0]), np.array([0.0]), np.array([100]))
+    >>> int(lo[0]), int(hi[0])
+    (4, 16)
+    """
+    mean, var, skew_num = (np.asarray(a, dtype=np.float64) for a in (mean, var, skew_num))
+    n = np.asarray(n, dtype=np.float64)
+    sd = np.sqrt(np.maximum(var, 1e-12))
+    gamma = np.clip(skew_num / sd**3, -2.0, 2.0)
+    span = np.ceil(6 * sd + 3)
+    width = int(max(1.0, float(np.max(2 * span + 1)))) if mean.size else 1
+    start = np.maximum(np.floor(mean - span), 0.0)
+    k = start[:, None] + np.arange(width)[None, :]
+    x = (k + 0.5 - mean[:, None]) / sd[:, None]
+    cdf = norm.cdf(x) + gamma[:, None] * (1 - x * x) * norm.pdf(x) / 6.0
+    cdf = np.maximum.accumulate(np.clip(cdf, 0.0, 1.0), axis=1)
+    tails = ((1 - level) / 2, (1 + level) / 2)
+    out = []
+    for q in tails:
+        first = np.argmax(cdf >= q, axis=1)
+        none = ~(cdf >= q).any(axis=1)
+        out.append(np.minimum(np.where(none, n, k[np.arange(k.shape[0]), first]), n))
+    return out[0], out[1]
+
+
+def expected_count(
+    raw_logits: np.ndarray, groups: np.ndarray, n_groups: int, calibration: Calibration
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: the sum of calibrated probabilities, its variance (Poisson-binomial plus calibration) and the
+    Poisson-binomial third central moment."""
+    z = calibration.shifted(raw_logits)
+    p = calibration.probabilities(raw_logits)
+    w = p * (1 - p)
+    mean = np.bincount(groups, weights=p, minlength=n_groups)
+    var = np.bincount(groups, weights=w, minlength=n_groups)
+    third = np.bincount(groups, weights=w * (1 - 2 * p), minlength=n_groups)
+    cov = calibration.covariance()
+    if cov.any():
+        # d(sum p)/d(slope) = sum p(1-p) z, d(sum p)/d(intercept) = sum p(1-p)
+        g = np.stack(
+            [
+                np.bincount(groups, weights=w * z, minlength=n_groups),
+                np.bincount(groups, weights=w, minlength=n_groups),
+            ],
+            axis=1,
+        )
+        var = var + np.einsum("gi,ij,gj->g", g, cov, g)
+    return mean, var, third
+
+
+def adjusted_count(
+    called: np.ndarray, n: np.ndarray, rates: ErrorRates, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Adjusted classify-and-count estimate with a delta-method interval rounded outward to whole cells.
+
+    NaN where the validation calls do not separate the classes (``tpr - fpr < 0.05``).
+
+    >>> est, lo, hi = adjusted_count(np.array([12.0]), np.array([100.0]), ErrorRates(tp=90, fn=10, fp=5, tn=95))
+    >>> round(float(est[0]), 2), float(lo[0]), float(hi[0])
+    (8.24, 1.0, 16.0)
+    """
+    called = np.asarray(called, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    t, f = rates.tpr, rates.fpr
+    gap = t - f
+    if gap < 0.05:
+        nan = np.full(called.shape, np.nan)
+        return nan, nan.copy(), nan.copy()
+    est = np.clip((called - f * n) / gap, 0.0, n)
+    var_calls = est * t * (1 - t) + (n - est) * f * (1 - f)
+    var = (var_calls + (n - est) ** 2 * rates.fpr_var + est**2 * rates.tpr_var) / gap**2
+    zq = norm.ppf(0.5 + level / 2)
+    sd = np.sqrt(var)
+    lo = np.clip(np.floor(est - zq * sd), 0.0, n)
+    hi = np.clip(np.ceil(est + zq * sd), 0.0, n)
+    return est, lo, hi
+
+
+def count_table(
+    frame: pd.DataFrame,
+    calibration: Calibration,
+    rates: ErrorRates | None,
+    *,
+    method: str | None = None,
+    blood_volume_ml: float | pd.Series | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Per-sample CTC counts by every estimator, from per-cell predictions.
+
+    Parameters
+    ----------
+    frame
+        Per-cell predictions with ``sample_id``, ``logit`` (the model's raw logit) and ``call`` (``ctc``/``wbc``);
+        ``label`` (``ctc``/``wbc``/empty) adds ``true_ctc``; a ``blood_volume_ml`` column gives each sample's
+        blood volume.
+    calibration
+        The bundle's calibration (it turned the logits into ``p_ctc``).
+    rates
+        The bundle's validation error rates (``None``: no adjusted estimate).
+    method
+        The estimator reported as ``ctc_estimate``: ``expected`` or ``adjusted``
+        (default :data:`DEFAULT_COUNT_METHOD`).
+    blood_volume_ml
+        Blood volume of every sample (a number, or a Series indexed by ``sample_id``); adds ``blood_volume_ml``
+        and ``ctc_per_7_5ml`` (with ``_lo``/``_hi``), the estimate per 7.5 mL.
+    level
+        Coverage of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per sample (sorted), columns :data:`COUNT_COLUMNS`, then ``true_ctc`` when labels exist.
+    """
+    method = method or DEFAULT_COUNT_METHOD
+    if method not in COUNT_METHODS:
+        raise CtcidError(f"--count-method must be one of {', '.join(COUNT_METHODS)}, got {method!r}")
+    if not 0.0 < level < 1.0:
+        raise CtcidError(f"the interval level must be between 0 and 1, got {level}")
+    if method == "adjusted" and rates is None:
+        raise CtcidError("the adjusted count needs the model's validation error rates, which it does not record")
+    samples, groups = np.unique(frame["sample_id"].astype(str).to_numpy(), return_inverse=True)
+    g = len(samples)
+    cells = np.bincount(groups, minlength=g).astype(np.float64)
+    called = np.bincount(groups, weights=(frame["call"].to_numpy() == "ctc"), minlength=g)
+    mean, var, third = expected_count(frame["logit"].to_numpy(np.float64), groups, g, calibration)
+    e_lo, e_hi = count_interval(mean, var, third, cells, level)
+    if rates is not None:
+        a_est, a_lo, a_hi = adjusted_count(called, cells, rates, level)
+    else:
+        a_est = a_lo = a_hi = np.full(g, np.nan)
+    table = pd.DataFrame(
+        {
+            "sample_id": samples,
+            "cells": cells.astype(np.int64),
+            "called_ctc": called.astype(np.int64),
+            "expected_ctc": mean,
+            "expected_ctc_lo": e_lo,
+            "expected_ctc_hi": e_hi,
+            "adjusted_ctc": a_est,
+            "adjusted_ctc_lo": a_lo,
+            "adjusted_ctc_hi": a_hi,
+        }
+    )
+    for suffix in ("", "_lo", "_hi"):
+        table[f"ctc_estimate{suffix}"] = table[f"{method}_ctc{suffix}"]
+    table["count_method"] = method
+    if "label" in frame.columns:
+        lab = frame["label"].fillna("").astype(str).to_numpy()
+        known = np.bincount(groups, weights=np.isin(lab, ("ctc", "wbc")), minlength=g)
+        true = np.bincount(groups, weights=lab == "ctc", minlength=g)
+        if known.any():
+            table["true_ctc"] = np.where(known == cells, true, np.nan)
+            if (known == cells).all():
+                table["true_ctc"] = table["true_ctc"].astype(np.int64)
+    volume = _volumes(frame, samples, blood_volume_ml)
+    if volume is not None:
+        table["blood_volume_ml"] = volume
+        for suffix in ("", "_lo", "_hi"):
+            table[f"ctc_per_7_5ml{suffix}"] = table[f"ctc_estimate{suffix}"] * STANDARD_VOLUME_ML / volume
+    return table
+
+
+def _volumes(frame: pd.DataFrame, samples: np.ndarray, given: float | pd.Series | None) -> np.ndarray | None:
+    if given is None and "blood_volume_ml" in frame.columns:
+        per = frame.groupby(frame["sample_id"].astype(str))["blood_volume_ml"].agg(["min", "max"])
+        if not np.allclose(per["min"], per["max"], equal_nan=True):
+            bad = per.index[~np.isclose(per["min"], per["max"])][0]
+            raise CtcidError(f"sample {bad} has cells with different blood volumes")
+        given = per["min"]
+    if given is None:
+        return None
+    if isinstance(given, pd.Series):
+        given.index = given.index.astype(str)
+        missing = [s for s in samples if s not in given.index]
+        if missing:
+            raise CtcidError(f"no blood volume for sample(s) {', '.join(missing[:5])}")
+        vol = given.loc[samples].to_numpy(np.float64)
+    else:
+        vol = np.full(len(samples), float(given))
+    if not (np.isfinite(vol) & (vol > 0)).all():
+        raise CtcidError("blood volumes must be positive numbers of millilitres")
+    return vol
+
+
+def coverage_summary(table: pd.DataFrame) -> dict[str, float]:
+    """MAE, bias, interval coverage and mean width of each estimator against ``true_ctc`` (over samples).
+
+    >>> t = pd.DataFrame({"true_ctc": [2, 0], "called_ctc": [3, 1], "expected_ctc": [2.0, 0.5],
+    ...     "expected_ctc_lo": [0, 0], "expected_ctc_hi": [4, 2], "adjusted_ctc": [2.5, 0.0],
+    ...     "adjusted_ctc_lo": [1, 0], "adjusted_ctc_hi": [2, 1]})
+    >>> s = coverage_summary(t)
+    >>> s["called_mae"], s["expected_coverage"], s["adjusted_coverage"], s["adjusted_width"]
+    (1.0, 1.0, 1.0, 1.0)
+    """
+    truth = table["true_ctc"].to_numpy(np.float64)
+    out: dict[str, float] = {"patients": float(np.isfinite(truth).sum())}
+    ok = np.isfinite(truth)
+    for name in ("called", *COUNT_METHODS):
+        est = table[f"{name}_ctc"].to_numpy(np.float64)
+        good = ok & np.isfinite(est)
+        err = est[good] - truth[good]
+        out[f"{name}_mae"] = float(np.abs(err).mean()) if err.size else math.nan
+        out[f"{name}_bias"] = float(err.mean()) if err.size else math.nan
+        if name == "called":
+            continue
+        lo = table[f"{name}_ctc_lo"].to_numpy(np.float64)[good]
+        hi = table[f"{name}_ctc_hi"].to_numpy(np.float64)[good]
+        inside = (lo <= truth[good]) & (truth[good] <= hi)
+        out[f"{name}_coverage"] = float(inside.mean()) if inside.size else math.nan
+        out[f"{name}_width"] = float((hi - lo).mean()) if inside.size else math.nan
+    return out

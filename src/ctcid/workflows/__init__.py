@@ -1,0 +1,38 @@
+"""Workflows over the library's layers: a training run with its explanations, patient-grouped cross-validation
+of several variants (architecture comparisons, System A's and System B's ablations), and the demo's pipeline.
+
+What ``ctcid train``, ``ctcid cv``, ``ctcid ablate`` and ``ctcid demo`` run, callable from a notebook.
+"""
+
+from __future__ import annotations
+
+from .cv import (
+    SYSTEM_A_VARIANTS,
+    SYSTEM_B_VARIANTS,
+    CVResult,
+    ablate,
+    compare_models,
+    run_variants,
+    system_a_variants,
+    system_b_variants,
+)
+from .demo import DemoResult, run_demo
+from .training import EXPORTS, explain_run, export_for_prediction, train_model, train_on_dataset
+
+__all__ = [
+    "EXPORTS",
+    "SYSTEM_A_VARIANTS",
+    "SYSTEM_B_VARIANTS",
+    "CVResult",
+    "DemoResult",
+    "ablate",
+    "compare_models",
+    "explain_run",
+    "export_for_prediction",
+    "run_demo",
+    "run_variants",
+    "system_a_variants",
+    "system_b_variants",
+    "train_model",
+    "train_on_dataset",
+]

@@ -1,0 +1,254 @@
+"""Calibration and count estimators: known shifts recovered, hand-made values, interval coverage by simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from ctcid.errors import CtcidError
+from ctcid.evaluate import (
+    Calibration,
+    ErrorRates,
+    adjusted_count,
+    classification_metrics,
+    count_interval,
+    count_table,
+    coverage_summary,
+    expected_calibration_error,
+    fit_calibration,
+    threshold_max_f1,
+    uncertainty,
+)
+
+# ------------------------------------------------------------------------------------------------ calibration
+
+
+def _cells(n: int, seed: int, mean: float = -2.0, sd: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(mean, sd, n)
+    return z, (rng.random(n) < expit(z)).astype(int)
+
+
+def test_weighted_loss_shift_is_removed_and_true_probabilities_recovered():
+    z, y = _cells(40_000, 0)
+    raw = z + np.log(9.0)  # the logit of a network trained with positive weight 9
+    grid = np.linspace(-6, 4, 41)
+    cal = fit_calibration(raw, y, prior_shift=np.log(9.0))
+    assert np.abs(cal.probabilities(grid + np.log(9.0)) - expit(grid)).max() < 0.02
+    # a temperature (no intercept) cannot undo the shift: probabilities are far too high
+    assert np.abs(Calibration.from_temperature(1.0).probabilities(grid + np.log(9.0)) - expit(grid)).max() > 0.3
+    # Platt's intercept finds the shift even when training did not say what it was
+    blind = fit_calibration(raw, y, prior_shift=0.0)
+    assert blind.intercept == pytest.approx(-np.log(9.0), abs=0.1)
+    assert np.abs(blind.probabilities(grid + np.log(9.0)) - expit(grid)).max() < 0.02
+
+
+def test_overconfident_logits_are_scaled_down():
+    z, y = _cells(40_000, 1)
+    cal = fit_calibration(3.0 * z, y)  # an over-confident network: logits three times too large
+    assert cal.slope == pytest.approx(1 / 3, rel=0.05)
+    assert expected_calibration_error(y, cal.probabilities(3.0 * z)) < 0.01
+    assert expected_calibration_error(y, expit(3.0 * z)) > 0.05
+
+
+def test_laplace_covariance_matches_the_spread_of_refits():
+    slopes, intercepts, se_slope, se_int = [], [], [], []
+    for seed in range(150):
+        z, y = _cells(400, 100 + seed)
+        cal = fit_calibration(z, y)
+        cov = cal.covariance()
+        slopes.append(cal.slope)
+        intercepts.append(cal.intercept)
+        se_slope.append(np.sqrt(cov[0, 0]))
+        se_int.append(np.sqrt(cov[1, 1]))
+    assert np.std(slopes) == pytest.approx(np.mean(se_slope), rel=0.25)
+    assert np.std(intercepts) == pytest.approx(np.mean(se_int), rel=0.25)
+
+
+def test_separated_and_compressed_validation_sets_give_a_finite_map_on_the_logits_scale():
+    # five CTCs among 60 cells, perfectly separated: an unpenalised fit would run the slope to infinity
+    raw = np.r_[np.full(5, 3.0), np.full(55, -3.0)]
+    y = np.r_[np.ones(5), np.zeros(55)].astype(int)
+    cal = fit_calibration(raw, y)
+    assert 0.5 < cal.slope < 4.0 and np.isfinite(cal.covariance()).all()
+    # an undertrained network: the classes are ranked but every logit lies within a tenth of a unit
+    z, y = _cells(2000, 4)
+    cal = fit_calibration(0.02 * z, y)
+    assert cal.slope == pytest.approx(50, rel=0.1)
+    one_class = fit_calibration(raw, np.zeros(60, int), prior_shift=1.5)
+    assert (one_class.slope, one_class.intercept, one_class.prior_shift) == (1.0, 0.0, 1.5)
+
+
+def test_isotonic_is_monotone_and_calibrated():
+    z, y = _cells(20_000, 2)
+    cal = fit_calibration(2.0 * z + 1.0, y, method="isotonic")
+    grid = np.linspace(-10, 10, 101)
+    p = cal.probabilities(grid)
+    assert cal.method == "isotonic" and (np.diff(p) >= 0).all()
+    assert expected_calibration_error(y, cal.probabilities(2.0 * z + 1.0)) < 0.01
+    assert not cal.covariance().any()
+
+
+def test_calibration_round_trips_and_refuses_unknown_fields():
+    cal = fit_calibration(*_cells(2000, 3), prior_shift=0.7)
+    again = Calibration.from_dict(cal.to_dict())
+    assert again == cal
+    with pytest.raises(CtcidError, match="unknown calibration field"):
+        Calibration.from_dict({"method": "platt", "slpoe": 1.0})
+    with pytest.raises(CtcidError, match="calibration method"):
+        Calibration(method="beta")
+
+
+def test_ece_hand_made():
+    # bins: [0.1] x2 with 1 CTC -> |0.5 - 0.1|; [0.9] x2 with 2 CTCs -> |1 - 0.9|; mean weighted by 2/4 each
+    assert expected_calibration_error([0, 1, 1, 1], [0.1, 0.1, 0.9, 0.9]) == pytest.approx(0.25)
+    assert expected_calibration_error([1], [1.0]) == 0.0  # p = 1 falls in the last bin
+
+
+def test_uncertainty_peaks_at_the_threshold_not_at_one_half():
+    cal_logit = np.log(0.99 / 0.01)
+    u = uncertainty([cal_logit, 0.0, cal_logit + 4], threshold=0.99)
+    assert u[0] == pytest.approx(1.0) and u[1] < 0.05 and u[2] < 0.05
+
+
+# ------------------------------------------------------------------------------------------------ estimators
+
+
+def test_count_table_hand_made():
+    frame = pd.DataFrame(
+        {
+            "sample_id": ["B"] * 3 + ["A"] * 2,
+            "logit": [0.0, 0.0, 0.0, 10.0, -10.0],
+            "call": ["ctc", "wbc", "wbc", "ctc", "wbc"],
+            "label": ["ctc", "wbc", "wbc", "ctc", "wbc"],
+        }
+    )
+    rates = ErrorRates(tp=99, fn=1, fp=0, tn=100)  # tpr 0.99, fpr 0
+    t = count_table(frame, Calibration(), rates, blood_volume_ml=15.0).set_index("sample_id")
+    assert t.index.tolist() == ["A", "B"]
+    assert t["cells"].tolist() == [2, 3] and t["called_ctc"].tolist() == [1, 1]
+    assert t.loc["B", "expected_ctc"] == pytest.approx(1.5)
+    assert t.loc["A", "expected_ctc"] == pytest.approx(expit(10) + expit(-10))
+    assert t.loc["B", "adjusted_ctc"] == pytest.approx(1 / 0.99)
+    assert t["true_ctc"].tolist() == [1, 1]
+    assert (t["ctc_estimate"] == t["expected_ctc"]).all() and (t["count_method"] == "expected").all()
+    assert t["ctc_per_7_5ml"].tolist() == pytest.approx((t["ctc_estimate"] / 2).tolist())
+    for m in ("expected", "adjusted"):
+        lo, hi = t[f"{m}_ctc_lo"], t[f"{m}_ctc_hi"]
+        assert (lo == np.round(lo)).all() and (hi == np.round(hi)).all()
+        assert (lo >= 0).all() and (hi <= t["cells"]).all() and (lo <= t[f"{m}_ctc"]).all()
+    adj = count_table(frame, Calibration(), rates, method="adjusted")
+    assert (adj["ctc_estimate"] == adj["adjusted_ctc"]).all()
+    with pytest.raises(CtcidError, match="count-method"):
+        count_table(frame, Calibration(), rates, method="called")
+
+
+def test_adjusted_count_is_nan_for_a_classifier_without_skill():
+    est, lo, hi = adjusted_count(np.array([5.0]), np.array([50.0]), ErrorRates(tp=5, fn=5, fp=50, tn=50))
+    assert np.isnan(est).all() and np.isnan(lo).all() and np.isnan(hi).all()
+
+
+def test_count_interval_matches_exact_poisson_binomial_quantiles():
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        p = rng.beta(0.3, 3.0, rng.integers(20, 300))
+        pmf = np.array([1.0])
+        for q in p:  # exact distribution of the count by convolution
+            pmf = np.convolve(pmf, [1 - q, q])
+        cdf = np.cumsum(pmf)
+        exact = (int(np.argmax(cdf >= 0.025)), int(np.argmax(cdf >= 0.975)))
+        w = p * (1 - p)
+        lo, hi = count_interval(
+            np.array([p.sum()]), np.array([w.sum()]), np.array([(w * (1 - 2 * p)).sum()]), np.array([p.size])
+        )
+        assert abs(lo[0] - exact[0]) <= 1 and abs(hi[0] - exact[1]) <= 1, trial
+
+
+def _simulated_patients(seed: int, prevalence: float | None, patients: int = 300) -> pd.DataFrame:
+    """A shifted, over-confident model calibrated on one validation set (prevalence 12%), then held-out patients
+    counted. ``prevalence=None`` draws each patient's prevalence in 0-30% (a quarter have none): a label shift,
+    under which a calibrated probability no longer matches the patient's own odds."""
+    rng = np.random.default_rng(seed)
+    shift = np.log(6.0)
+
+    def cells(n: int, prev: float) -> tuple[np.ndarray, np.ndarray]:
+        y = (rng.random(n) < prev).astype(int)
+        z = np.where(y == 1, rng.normal(2.0, 1.6, n), rng.normal(-3.5, 1.6, n))  # class-conditional scores
+        return 2.0 * z + shift, y  # over-confident and shifted raw logits
+
+    raw_val, y_val = cells(300, 0.12)
+    cal = fit_calibration(raw_val, y_val, prior_shift=shift)
+    p_val = cal.probabilities(raw_val)
+    threshold = threshold_max_f1(y_val, p_val)
+    rates = ErrorRates.from_metrics(classification_metrics(y_val, p_val, threshold))
+    frames = []
+    for i in range(patients):
+        prev = 0.12 if prevalence is not None else (rng.uniform(0.0, 0.3) if i % 4 else 0.0)
+        raw, y = cells(int(rng.integers(50, 250)), prev)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "sample_id": f"S{i:04d}",
+                    "logit": raw,
+                    "call": np.where(cal.probabilities(raw) >= threshold, "ctc", "wbc"),
+                    "label": np.where(y == 1, "ctc", "wbc"),
+                }
+            )
+        )
+    return count_table(pd.concat(frames, ignore_index=True), cal, rates)
+
+
+def test_expected_count_intervals_hold_when_patients_share_the_validation_prevalence():
+    s = coverage_summary(pd.concat([_simulated_patients(seed, 0.12, 150) for seed in range(8)]))
+    assert 0.90 <= s["expected_coverage"] <= 0.98, s
+    assert s["expected_mae"] < s["called_mae"]  # summing probabilities beats classify-and-count
+
+
+def test_under_prevalence_shift_the_adjusted_count_is_the_one_to_trust():
+    # Quantification under label shift (Forman 2008): the sum of probabilities calibrated at the validation
+    # prevalence is pulled towards it (too high for CTC-free patients), the adjusted count is not.
+    s = coverage_summary(pd.concat([_simulated_patients(seed, None, 150) for seed in range(8)]))
+    assert s["adjusted_mae"] < s["expected_mae"]
+    assert 0.90 <= s["adjusted_coverage"] <= 0.99, s
+    assert s["expected_coverage"] < s["adjusted_coverage"]
+
+
+def test_adjusted_count_intervals_hold_for_known_error_rates():
+    rng = np.random.default_rng(7)
+    tpr, fpr = 0.85, 0.03
+    hits, errs, called_errs = [], [], []
+    for _ in range(40):  # 40 validation sets of 40 CTCs and 400 leukocytes ...
+        tp, fp = rng.binomial(40, tpr), rng.binomial(400, fpr)
+        rates = ErrorRates(tp=tp, fn=40 - tp, fp=fp, tn=400 - fp)
+        n = rng.integers(50, 300, 100)  # ... each counting 100 held-out patients
+        k = rng.binomial(n, np.where(rng.random(100) < 0.25, 0.0, rng.uniform(0, 0.3, 100)))
+        called = rng.binomial(k, tpr) + rng.binomial(n - k, fpr)
+        est, lo, hi = adjusted_count(called.astype(float), n.astype(float), rates)
+        hits.append((lo <= k) & (k <= hi))
+        errs.append(np.abs(est - k))
+        called_errs.append(np.abs(called - k))
+    coverage = np.concatenate(hits).mean()
+    assert 0.90 <= coverage <= 0.98, coverage
+    assert np.concatenate(errs).mean() < np.concatenate(called_errs).mean()
+
+
+def test_coverage_summary_counts_hits_and_widths():
+    t = pd.DataFrame(
+        {
+            "true_ctc": [3, 0, 5],
+            "called_ctc": [4, 1, 5],
+            "expected_ctc": [3.5, 0.2, 3.0],
+            "expected_ctc_lo": [1, 0, 1],
+            "expected_ctc_hi": [6, 1, 4],
+            "adjusted_ctc": [3.0, 0.0, 5.2],
+            "adjusted_ctc_lo": [1, 0, 3],
+            "adjusted_ctc_hi": [5, 1, 8],
+        }
+    )
+    s = coverage_summary(t)
+    assert s["expected_coverage"] == pytest.approx(2 / 3) and s["adjusted_coverage"] == 1.0
+    assert s["expected_width"] == pytest.approx((5 + 1 + 3) / 3)
+    assert s["called_mae"] == pytest.approx(2 / 3) and s["called_bias"] == pytest.approx(2 / 3)
+    assert s["expected_mae"] == pytest.approx((0.5 + 0.2 + 2.0) / 3)
