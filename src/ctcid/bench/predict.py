@@ -93,7 +93,7 @@ def _cohort_and_bundle(tmp: Path, model: str, cells: int, size: int, seed: int) 
     of ``model`` to ``tmp/model``; return the dataset and the network."""
     from ..data import channel_normalisation
     from ..io import CellDataset, IngestOptions, ingest
-    from ..models import BundleMeta, create_model, save_bundle
+    from ..models import BundleMeta, TrainingRecord, create_model, save_bundle
     from ..synth import SynthConfig, generate_cohort
 
     patients = max(1, cells // 200)
@@ -112,7 +112,9 @@ def _cohort_and_bundle(tmp: Path, model: str, cells: int, size: int, seed: int) 
         crop_size=list(ds.crop_size),
         input_size=size,
         pixel_size_um=ds.pixel_size_um,
-        training={"ingest": ds.header.get("ingest", {}), "train_samples": samples, "val_samples": samples},
+        training=TrainingRecord(
+            ingest=dict(ds.header.get("ingest", {})), train_samples=samples, val_samples=samples
+        ),
     )
     save_bundle(tmp / "model", net, meta)
     return ds, net

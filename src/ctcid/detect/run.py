@@ -103,6 +103,8 @@ class DetectOptions(Options):
     )
 
     def __check__(self) -> None:
+        if not self.cell_channels:
+            raise ConfigError("cell_channels", "needs at least one channel", "--cell-channels")
         if self.grid is not None and min(self.grid) < 1:
             raise ConfigError("grid", f"must be COLUMNSxROWS, two whole numbers >= 1, got {self.grid!r}", "--grid")
         if self.sample_id is not None and not str(self.sample_id).strip():
