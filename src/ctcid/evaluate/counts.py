@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_COUNT_METHOD",
     "ErrorRates",
     "adjusted_count",
+    "between_patient_variance",
     "count_interval",
     "count_table",
     "coverage_summary",
@@ -100,6 +101,8 @@ class ErrorRates:
     fn: float
     fp: float
     tn: float
+    tpr_between: float = 0.0
+    fpr_between: float = 0.0
 
     @staticmethod
     def _rate(k: float, m: float) -> float:
@@ -128,11 +131,41 @@ class ErrorRates:
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any]) -> ErrorRates:
-        """From a metrics dict holding ``tp``, ``fn``, ``fp`` and ``tn`` (a bundle's validation metrics)."""
+        """From a bundle's metrics: the validation confusion counts (``metrics["validation"]``) and, when recorded,
+        the per-patient ones (``metrics["validation_patients"]``), whose spread gives the between-patient variance
+        of each rate (:func:`between_patient_variance`)."""
         try:
-            return cls(*(float(metrics[k]) for k in ("tp", "fn", "fp", "tn")))
+            pooled = metrics["validation"]
+            counts = tuple(float(pooled[k]) for k in ("tp", "fn", "fp", "tn"))
         except (KeyError, TypeError, ValueError):
             raise CtcidError("the model records no validation confusion counts (tp, fn, fp, tn)") from None
+        per = metrics.get("validation_patients") or {}
+        if not per:
+            return cls(*counts)
+        tp, fn, fp, tn = (np.asarray(per[k], dtype=np.float64) for k in ("tp", "fn", "fp", "tn"))
+        return cls(*counts, between_patient_variance(tp, tp + fn), between_patient_variance(fp, fp + tn))
+
+
+def between_patient_variance(k: np.ndarray, m: np.ndarray) -> float:
+    """DerSimonian-Laird estimate of the variance of a rate between patients, beyond binomial sampling: patients
+    with ``k`` events in ``m`` trials each. 0 with fewer than three patients who have trials.
+
+    >>> between_patient_variance(np.array([9, 1, 5]), np.array([10, 10, 10])) > 0.1
+    True
+    >>> between_patient_variance(np.array([5, 5, 5]), np.array([10, 10, 10]))
+    0.0
+    """
+    use = m > 0
+    k, m = k[use], m[use]
+    if len(k) < 3:
+        return 0.0
+    pooled = float(k.sum() / m.sum())
+    p = k / m
+    w = m / max(pooled * (1 - pooled), 1e-6)  # inverse of the binomial variance at the pooled rate
+    mean = float((w * p).sum() / w.sum())
+    q = float((w * (p - mean) ** 2).sum())
+    denom = float(w.sum() - (w * w).sum() / w.sum())
+    return max(0.0, (q - (len(k) - 1)) / denom) if denom > 0 else 0.0
 
 
 def count_interval(
@@ -213,8 +246,13 @@ def adjusted_count(
         nan = np.full(called.shape, np.nan)
         return nan, nan.copy(), nan.copy()
     est = np.clip((called - f * n) / gap, 0.0, n)
-    var_calls = est * t * (1 - t) + (n - est) * f * (1 - f)
-    var = (var_calls + (n - est) ** 2 * rates.fpr_var + est**2 * rates.tpr_var) / gap**2
+    neg = n - est
+    # the calls of a patient: binomial given its rates, which vary between patients (beta-binomial spread)
+    var_calls = est * t * (1 - t) + neg * f * (1 - f)
+    var_calls += (
+        est * np.maximum(est - 1, 0) * rates.tpr_between + neg * np.maximum(neg - 1, 0) * rates.fpr_between
+    )
+    var = (var_calls + neg**2 * rates.fpr_var + est**2 * rates.tpr_var) / gap**2
     zq = norm.ppf(0.5 + level / 2)
     sd = np.sqrt(var)
     lo = np.clip(np.floor(est - zq * sd), 0.0, n)

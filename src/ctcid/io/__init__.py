@@ -8,6 +8,7 @@ from .ingest import IngestOptions, IngestResult, fit_to_size, ingest
 from .layouts import CLASSES, LAYOUTS, CellSource, IngestPlan, Rejection, detect_layout, plan_ingest
 from .relabel import with_labels
 from .store import CellDataset, DatasetWriter, ShardedPixels, write_cohort
+from .truth import load_true_masks, write_true_masks
 
 __all__ = [
     "CLASSES",
@@ -27,10 +28,12 @@ __all__ = [
     "detect_layout",
     "fit_to_size",
     "ingest",
+    "load_true_masks",
     "plan_ingest",
     "read_image",
     "sniff_format",
     "to_uint16",
     "with_labels",
     "write_cohort",
+    "write_true_masks",
 ]

@@ -25,6 +25,7 @@ from ._atomic import atomic_dir
 from .imread import Image, as_planes, read_image, to_uint16
 from .layouts import LAYOUTS, CellSource, IngestPlan, Rejection, plan_ingest
 from .store import REJECTED_FILE, DatasetWriter, summarise_block
+from .truth import carry_true_masks
 
 __all__ = ["IngestOptions", "IngestResult", "fit_to_size", "ingest"]
 
@@ -320,6 +321,7 @@ def ingest(
             "rejected": len(rejected),
         }
         header = writer.finish(info)
+        carry_true_masks(src, tmp, size, resized=opts.fit == "resize", log=say)
     if rejected:
         say(f"{len(rejected)} cell(s) rejected; see {Path(out) / REJECTED_FILE}")
     return IngestResult(Path(out), header, plan.notes, rejected)

@@ -61,7 +61,7 @@ def sample_counts(
     """
     from ..evaluate import ErrorRates, count_table
 
-    rates = ErrorRates.from_metrics(meta.metrics["validation"]) if meta.metrics.get("validation") else None
+    rates = ErrorRates.from_metrics(meta.metrics) if meta.metrics.get("validation") else None
     if blood_volume_ml is None and "blood_volume_ml" in ds.table.columns:
         by_cell = ds.table.set_index(["sample_id", "cell_id"])["blood_volume_ml"]
         keys = pd.MultiIndex.from_arrays([frame["sample_id"], frame["cell_id"]])

@@ -122,7 +122,7 @@ def load_inputs(path: str | os.PathLike[str]) -> ReportInputs:
         counts = pd.read_csv(counts_file, dtype={"sample_id": str})
     elif model_dir is not None:
         meta = read_meta(model_dir)
-        counts = count_table(frame, meta.calibration_map(), ErrorRates.from_metrics(meta.metrics["validation"]))
+        counts = count_table(frame, meta.calibration_map(), ErrorRates.from_metrics(meta.metrics))
     else:
         raise CtcidError("neither the counts nor the model bundle these predictions come from can be found", path)
     return ReportInputs(frame, CellDataset.open(ds_path), model_dir, path, kind, counts)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import DatasetWriter, atomic_dir
+from ..io import DatasetWriter, atomic_dir, write_true_masks
 from ._render import CHANNELS
 from .cohort import CHUNK, render_cells, sample_cells
 from .presets import SynthConfig
@@ -26,7 +26,8 @@ def synth_dataset(out: str | os.PathLike[str], config: SynthConfig, *, overwrite
     """Render the cohort ``config`` and write it as a dataset folder ``out`` (atomically).
 
     The cell table holds ``cell_id``, ``sample_id``, ``label``, ``label_true``, ``subtype`` and empty
-    ``qc_flags``; with ``config.masks`` the ground-truth masks are written to ``out/masks.npy``.
+    ``qc_flags``; with ``config.masks`` the ground-truth masks are written to ``out/truth/masks.npy`` (as ``ctcid ingest``
+    carries them from an export; see :mod:`ctcid.io.truth`).
 
     Examples
     --------
@@ -69,5 +70,5 @@ def synth_dataset(out: str | os.PathLike[str], config: SynthConfig, *, overwrite
             }
         )
         if config.masks:
-            np.save(tmp / "masks.npy", np.concatenate(masks), allow_pickle=False)
+            write_true_masks(tmp, np.concatenate(masks))
     return Path(out)

@@ -28,7 +28,15 @@ from ..models import BundleMeta, Calibration, save_bundle
 from .config import TrainConfig
 from .run import TrainingRun
 
-__all__ = ["FitResult", "Fitted", "calibrate_on_validation", "finish", "prior_shift_of", "write_predictions"]
+__all__ = [
+    "FitResult",
+    "Fitted",
+    "calibrate_on_validation",
+    "finish",
+    "per_patient_confusion",
+    "prior_shift_of",
+    "write_predictions",
+]
 
 
 @dataclass
@@ -112,12 +120,34 @@ def write_predictions(
     atomic_write_text(out / f"{prefix}predictions.csv", frame.to_csv(index=False))
     if prefix != "test_":
         return frame, None
-    rates = ErrorRates.from_metrics(meta.metrics["validation"])
+    rates = ErrorRates.from_metrics(meta.metrics)
     counts = count_table(frame, calibration, rates)
     summary = write_metrics(
         out, frame, counts, threshold=meta.threshold, n_boot=cfg.n_boot, seed=cfg.seed, prefix=prefix
     )
     return frame, summary
+
+
+def per_patient_confusion(sample_ids: np.ndarray, y: np.ndarray, calls: np.ndarray) -> dict[str, list]:
+    """Confusion counts of each validation patient (``sample_id``, ``tp``, ``fn``, ``fp``, ``tn``): their spread
+    between patients widens the adjusted count's interval (:class:`ctcid.evaluate.ErrorRates`).
+
+    >>> per_patient_confusion(np.array(["B", "A", "A"]), np.array([1, 1, 0]), np.array([True, False, False]))
+    {'sample_id': ['A', 'B'], 'tp': [0, 1], 'fn': [1, 0], 'fp': [0, 0], 'tn': [1, 0]}
+    """
+    ids, patient = np.unique(np.asarray(sample_ids).astype(str), return_inverse=True)
+    y, calls = np.asarray(y).astype(bool), np.asarray(calls).astype(bool)
+    count = {
+        "tp": y & calls,
+        "fn": y & ~calls,
+        "fp": ~y & calls,
+        "tn": ~y & ~calls,
+    }
+    out: dict[str, list] = {"sample_id": ids.tolist()}
+    out.update(
+        {k: np.bincount(patient, weights=v, minlength=len(ids)).astype(int).tolist() for k, v in count.items()}
+    )
+    return out
 
 
 def finish(run: TrainingRun, fitted: Fitted) -> FitResult:
@@ -133,7 +163,11 @@ def finish(run: TrainingRun, fitted: Fitted) -> FitResult:
     meta.threshold = threshold
     meta.calibration = calibration
     meta.training = run.training_record(fitted.best_epoch, fitted.epochs_run)
-    meta.metrics = {"validation": val_metrics}
+    calls = calibration.probabilities(val_logits) >= threshold
+    meta.metrics = {
+        "validation": val_metrics,
+        "validation_patients": per_patient_confusion(run.sample_ids[run.val_cells], y_val, calls),
+    }
     save_bundle(out / "model", fitted.model, meta, overwrite=True)
     write_predictions(out, run.ds, run.val_cells, val_logits, meta, cfg, "val_")
     history = fitted.history
