@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -522,3 +523,23 @@ def test_traces_as_one_graph_without_host_synchronisation():
     traced = torch.compile(aug.apply_params, backend="eager", fullgraph=True)
     torch.testing.assert_close(traced(x, params), aug.apply_params(x, params))
     assert torch.compile(aug, backend="eager", fullgraph=True)(x).shape == (8, 2, 24, 24)
+
+
+def test_grounded_strengths_follow_the_measured_variation():
+    from ctcid.augment import grounded_config, measure_variation
+
+    gen = torch.Generator().manual_seed(0)
+    quiet = 0.5 + 0.002 * torch.randn((60, 1, 32, 32), generator=gen)
+    noisy = 0.5 + 0.02 * torch.randn((60, 1, 32, 32), generator=gen)
+    patients = np.repeat(np.arange(12), 10)
+    # noise rises from 0.002 (first six patients) to 0.02 (last six): the extra noise to add is about 0.02
+    x = torch.cat([quiet, noisy])
+    cfg = grounded_config(AugmentConfig(), measure_variation(x, patients))
+    assert 0.012 < cfg.gaussian_std < 0.03
+    assert cfg.brightness < 0.01  # every background sits at 0.5
+    assert cfg.gamma_range == (1.0, 1.0) and cfg.poisson_p == 0.0
+    calm = grounded_config(AugmentConfig(), measure_variation(quiet.repeat(2, 1, 1, 1), patients))
+    assert calm.gaussian_std < 0.003  # patients that are alike get almost no noise augmentation
+    # brighter and darker patients: brightness follows their spread
+    shifted = x + torch.from_numpy(np.repeat(np.linspace(-0.1, 0.1, 12), 10)).float()[:, None, None, None]
+    assert grounded_config(AugmentConfig(), measure_variation(shifted, patients)).brightness > 0.05

@@ -252,3 +252,41 @@ def test_coverage_summary_counts_hits_and_widths():
     assert s["expected_width"] == pytest.approx((5 + 1 + 3) / 3)
     assert s["called_mae"] == pytest.approx(2 / 3) and s["called_bias"] == pytest.approx(2 / 3)
     assert s["expected_mae"] == pytest.approx((0.5 + 0.2 + 2.0) / 3)
+
+
+def test_between_patient_variance_of_rates():
+    from ctcid.evaluate import between_patient_variance
+
+    rng = np.random.default_rng(0)
+    m = np.full(40, 200)
+    alike = rng.binomial(m, 0.3)
+    assert between_patient_variance(alike, m) < 0.001
+    differ = rng.binomial(m, rng.uniform(0.1, 0.5, 40))  # rates spread with variance 0.4^2 / 12
+    assert between_patient_variance(differ, m) == pytest.approx(0.4**2 / 12, rel=0.5)
+    assert between_patient_variance(np.array([1, 2]), np.array([5, 5])) == 0.0  # too few patients to tell
+
+
+def test_heterogeneous_validation_patients_widen_the_adjusted_interval():
+    same = ErrorRates(tp=90, fn=10, fp=10, tn=990)
+    spread = ErrorRates(tp=90, fn=10, fp=10, tn=990, tpr_between=0.02, fpr_between=0.0001)
+    _, lo1, hi1 = adjusted_count(np.array([30.0]), np.array([300.0]), same)
+    _, lo2, hi2 = adjusted_count(np.array([30.0]), np.array([300.0]), spread)
+    assert hi2[0] - lo2[0] > hi1[0] - lo1[0]
+
+
+def test_paired_difference_cancels_shared_patient_variation():
+    from ctcid.evaluate import paired_difference
+
+    rng = np.random.default_rng(1)
+    ids = np.repeat([f"P{i}" for i in range(30)], 40)
+    y = (rng.random(ids.size) < np.repeat(rng.uniform(0.0, 0.3, 30), 40)).astype(int)
+    score = y * 2.0 + rng.normal(0, 1.0, ids.size)
+    better = score + y * 0.6  # the same cells, a bit more separable
+    a = (y, 1 / (1 + np.exp(-better)), better > 1.0, ids)
+    b = (y, 1 / (1 + np.exp(-score)), score > 1.0, ids)
+    d = paired_difference(a, b, n_boot=400)
+    assert d["pr_auc_diff"] > 0 and d["pr_auc_diff_lo"] > 0  # paired: the gain is clear
+    same = paired_difference(b, b, n_boot=100)
+    assert same["f1_diff"] == same["f1_diff_lo"] == same["f1_diff_hi"] == 0.0
+    with pytest.raises(CtcidError, match="same patients"):
+        paired_difference(a, (y[:40], b[1][:40], b[2][:40], ids[:40]), n_boot=10)

@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 from .batch import MAX_SPECKS, AugmentConfig, AugmentParams, BatchAugment, augment_families, describe
+from .grounded import grounded_config, measure_variation
 
 __all__ = [
     "MAX_SPECKS",
@@ -30,4 +31,6 @@ __all__ = [
     "BatchAugment",
     "augment_families",
     "describe",
+    "grounded_config",
+    "measure_variation",
 ]

@@ -23,12 +23,15 @@ from ._checks import as_labels, as_sample_ids, check_lengths
 
 __all__ = [
     "FOLD_TABLE_COLUMNS",
+    "NO_PATIENTS_HINT",
+    "PATIENTS_UNKNOWN",
     "ROLES",
     "Split",
     "check_no_leakage",
     "fold_table",
     "patient_folds",
     "read_fold_table",
+    "split_groups",
     "splits_from_table",
     "train_val_split",
     "write_fold_table",
@@ -38,6 +41,34 @@ __all__ = [
 ROLES = ("train", "val", "test")
 #: Columns of the table written as ``folds.csv``.
 FOLD_TABLE_COLUMNS = ("fold", "sample_id", "role", "cells", "ctc")
+#: What to do when the cells' patients are not known, said whenever too few patients stop a split.
+NO_PATIENTS_HINT = (
+    "if the cells come from several patients, give each cell its patient (re-ingest with --sample-regex to read "
+    "it from file names, or a manifest with a sample_id column); if the patients are truly unknown, pass "
+    "--samples-unknown (each cell its own group; metrics may be optimistic)"
+)
+#: The mark of every output made with ``samples_unknown``.
+PATIENTS_UNKNOWN = "patients unknown: metrics may be optimistic"
+
+
+def split_groups(
+    sample_ids: object, cell_ids: object | None = None, *, samples_unknown: bool = False
+) -> np.ndarray:
+    """The groups a split keeps on one side: the patients, or with ``samples_unknown`` each cell on its own
+    (``sample/cell``), for data without patient ids. Splitting cells of one patient makes the held-out cells
+    resemble the training ones, so metrics may be optimistic; outputs made so carry :data:`PATIENTS_UNKNOWN`.
+
+    >>> split_groups(["A", "A"], ["c1", "c2"], samples_unknown=True).tolist()
+    ['A/c1', 'A/c2']
+    """
+    ids = as_sample_ids(sample_ids)
+    if not samples_unknown:
+        return ids
+    if cell_ids is None:
+        raise ValueError("samples_unknown needs the cell ids")
+    cells = as_sample_ids(cell_ids)
+    check_lengths(sample_ids=ids, cell_ids=cells)
+    return np.char.add(np.char.add(ids, "/"), cells)
 
 
 def _index_array(values: object) -> np.ndarray:
@@ -251,10 +282,16 @@ def patient_folds(
     cells = np.flatnonzero(y >= 0)
     ids_l, y_l = ids[cells], y[cells]
     n_pat = np.unique(ids_l).size
+    if n_pat < 4:
+        raise CtcidError(
+            f"{n_pat} labelled patient(s): patient-grouped cross-validation needs at least 4 (2 folds, each with "
+            f"test, validation and training patients), whatever the number of folds; {NO_PATIENTS_HINT}"
+        )
     if n_pat < n_folds + 2:
         raise CtcidError(
             f"{n_pat} labelled patient(s) are too few for {n_folds} folds: each fold needs its test patients plus "
-            f"at least one validation and one training patient (at least {n_folds + 2}); use fewer folds"
+            f"at least one validation and one training patient (at least {n_folds + 2}); use --folds {n_pat - 2} "
+            "or fewer"
         )
     if _ctc_patients(ids_l, y_l) < 2:
         raise CtcidError(
@@ -311,7 +348,10 @@ def train_val_split(sample_ids: object, labels: object, *, val_fraction: float =
     ids_l, y_l = ids[cells], y[cells]
     n_pat = np.unique(ids_l).size
     if n_pat < 2:
-        raise CtcidError(f"{n_pat} labelled patient(s): a patient-grouped split needs at least 2")
+        raise CtcidError(
+            f"{n_pat} labelled patient(s): a patient-grouped training/validation split needs at least 2; "
+            + NO_PATIENTS_HINT
+        )
     inner = _inner_val(y_l, ids_l, val_fraction, seed)
     if inner is None:
         raise CtcidError(

@@ -120,6 +120,40 @@ def _setup(run: TrainingRun, say: Callable[[str], None]) -> _Setup:
     )
 
 
+#: Training cells on which the augmentation strengths are measured (``augment_strength="data"``).
+GROUNDING_CELLS = 2000
+
+
+def _augment_config(run: TrainingRun, s: _Setup) -> Any:
+    """The run's augmentation: as configured, or with its strengths measured on the training patients (written
+    to ``augment.json`` with the measures)."""
+    import json
+
+    from ..augment import grounded_config, measure_variation
+    from ..io._atomic import atomic_write_text
+
+    cfg, ds = run.cfg, run.ds
+    if cfg.augment_strength == "fixed":
+        return cfg.augment
+    rng = np.random.default_rng(cfg.seed)
+    cells = np.sort(rng.permutation(run.train_cells)[:GROUNDING_CELLS])
+    channels = sorted(set(cfg.channels + cfg.train_extra_channels), key=ds.channels.index)
+    idx = ds.channel_index(channels)
+    pixels = torch.from_numpy(ds.images(cells, channels).astype(np.int32))
+    src = torch.tensor(idx, dtype=torch.long)[None, :].expand(len(cells), len(idx))
+    x = Normalizer(s.norm, ds.channels).window(pixels, src)
+    stats = measure_variation(x, run.sample_ids[cells])
+    grounded = grounded_config(cfg.augment, stats)
+    if not run.child:
+        record = {
+            "augment": grounded.to_dict(),
+            "measured_on": {"cells": len(cells), "patients": int(stats["patients"]), "channels": channels},
+            "patient_medians": {k: np.asarray(v).tolist() for k, v in stats.items() if isinstance(v, np.ndarray)},
+        }
+        atomic_write_text(run.out / "augment.json", json.dumps(record, indent=2) + "\n")
+    return grounded
+
+
 def _trainer(run: TrainingRun, s: _Setup, accelerator: str, precision: str) -> tuple[Any, Any, Any, Any, Any]:
     """The Lightning module, trainer, loaders and the callbacks whose state the finish step reads."""
     import lightning.pytorch as pl
@@ -133,7 +167,9 @@ def _trainer(run: TrainingRun, s: _Setup, accelerator: str, precision: str) -> t
     on_gpu = accelerator == "gpu"
     if on_gpu:
         s.model = s.model.to(memory_format=torch.channels_last)
-    augment = BatchAugment(cfg.augment, out_size=s.input_size) if s.train_ds.with_images else None
+    augment = None
+    if s.train_ds.with_images:
+        augment = BatchAugment(_augment_config(run, s), out_size=s.input_size)
     module = CTCClassifier(
         s.model,
         Normalizer(s.norm, run.ds.channels),
@@ -166,7 +202,8 @@ def _trainer(run: TrainingRun, s: _Setup, accelerator: str, precision: str) -> t
 
         callbacks.append(RichProgressBar(leave=False))
     trainer = pl.Trainer(
-        max_epochs=cfg.epochs,
+        max_epochs=cfg.epochs if cfg.max_steps is None else -1,
+        max_steps=cfg.max_steps or -1,
         accelerator=accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,

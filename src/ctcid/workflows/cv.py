@@ -130,6 +130,13 @@ def _prepare_out(
     return splits
 
 
+def equal_steps(cfg: TrainConfig, split: Split) -> TrainConfig:
+    """``cfg`` with the optimiser-step budget of ``cfg.epochs`` epochs of one sample per training cell, so that a
+    variant with more samples per cell (DAPI added in training) trains for as many steps, not more."""
+    steps = cfg.epochs * -(-len(split.train) // cfg.batch_size)
+    return replace(cfg, max_steps=steps)
+
+
 def _run_fold(
     ds: CellDataset,
     split: Split,
@@ -154,14 +161,17 @@ def _run_fold(
         "fold": split.fold,
         "threshold": run["threshold"],
         "train_cells": len(split.train),
+        "steps": cfg.max_steps,
+        "epochs_run": run.get("epochs_run"),
     }
     row.update({k: v["value"] for k, v in metrics["metrics"].items()})
     row.update({f"count_{k}": v for k, v in metrics["counts"].items()})
     return row
 
 
-def _pool_variant(out: Path, run_dirs: list[Path], base: TrainConfig) -> dict[str, Any]:
-    """Pooled out-of-fold predictions, counts (one row per held-out patient) and metrics of one variant."""
+def _pool_variant(out: Path, run_dirs: list[Path], base: TrainConfig) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Pooled out-of-fold predictions, counts (one row per held-out patient) and metrics of one variant; its row
+    of pooled figures and the pooled predictions."""
     from ..evaluate import DEFAULT_COUNT_METHOD, write_metrics
 
     parts = [_fold_outputs(d) for d in run_dirs]
@@ -170,16 +180,39 @@ def _pool_variant(out: Path, run_dirs: list[Path], base: TrainConfig) -> dict[st
     atomic_write_text(out / "oof_predictions.csv", pooled.to_csv(index=False))
     summary = write_metrics(out, pooled, counts, threshold=None, n_boot=base.n_boot, seed=base.seed)
     f1, ece = summary["metrics"]["f1"], summary["metrics"]["ece"]
-    return {
+    row = {
         "pooled_f1": f1["value"],
         "pooled_f1_lo": f1["lo"],
         "pooled_f1_hi": f1["hi"],
+        "pooled_pr_auc": summary["metrics"]["pr_auc"]["value"],
         "pooled_ece": ece["value"],
         "interval": summary["interval"],
         "count_mae": summary["counts"].get("called_mae"),
         "estimate_mae": summary["counts"].get(f"{DEFAULT_COUNT_METHOD}_mae"),
         "estimate_coverage": summary["counts"].get(f"{DEFAULT_COUNT_METHOD}_coverage"),
     }
+    return row, pooled
+
+
+def _paired_to_reference(frames: dict[str, pd.DataFrame], base: TrainConfig) -> dict[str, dict[str, Any]]:
+    """Each variant's F1 and PR-AUC difference from the first variant (the reference), on the same held-out
+    patients, with a paired patient bootstrap 95% interval, and whether the F1 interval excludes 0."""
+    from ..evaluate import paired_difference
+
+    def side(f: pd.DataFrame) -> tuple[Any, Any, Any, Any]:
+        lab = f[f["label"].isin(["ctc", "wbc"])]
+        return (lab["label"] == "ctc").astype(int), lab["p_ctc"], lab["call"].to_numpy(), lab["sample_id"]
+
+    names = list(frames)
+    ref = side(frames[names[0]])
+    out = {}
+    for name in names:
+        d = paired_difference(side(frames[name]), ref, n_boot=base.n_boot, seed=base.seed)
+        d.pop("patients")
+        d["f1_diff_excludes_0"] = bool(d["f1_diff_lo"] > 0 or d["f1_diff_hi"] < 0)
+        d["reference"] = names[0]
+        out[name] = d
+    return out
 
 
 def _comparison_table(
@@ -205,7 +238,9 @@ def _comparison_table(
     return pd.DataFrame(rows)
 
 
-def _table_markdown(table: pd.DataFrame, ds: CellDataset, n_folds: int, base: TrainConfig, title: str) -> str:
+def _table_markdown(
+    table: pd.DataFrame, ds: CellDataset, n_folds: int, base: TrainConfig, title: str, budget: str = ""
+) -> str:
     from ..evaluate import DEFAULT_COUNT_METHOD, to_markdown
 
     shown = pd.DataFrame(
@@ -219,6 +254,16 @@ def _table_markdown(table: pd.DataFrame, ds: CellDataset, n_folds: int, base: Tr
             "pooled F1 [95% CI]": [
                 f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
                 for v, lo, hi in zip(table["pooled_f1"], table["pooled_f1_lo"], table["pooled_f1_hi"], strict=True)
+            ],
+            f"F1 vs {table['reference'].iloc[0]} [95% CI]": [
+                f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{' *' if x else ''}"
+                for d, lo, hi, x in zip(
+                    table["f1_diff"],
+                    table["f1_diff_lo"],
+                    table["f1_diff_hi"],
+                    table["f1_diff_excludes_0"],
+                    strict=True,
+                )
             ],
             "ECE (pooled)": table["pooled_ece"].round(3),
             "count MAE called / estimate": [
@@ -236,11 +281,13 @@ def _table_markdown(table: pd.DataFrame, ds: CellDataset, n_folds: int, base: Tr
     )
     return (
         f"# {title}\n\nDataset `{ds.path}` ({len(ds)} cells, {ds.header['n_samples']} patients, fingerprint "
-        f"`{ds.fingerprint[:19]}`); {n_folds} patient-grouped folds, seed {base.seed}. Values are mean ± std "
-        f"over folds on the held-out patients; {interval}. ECE: expected calibration error of the pooled "
+        f"`{ds.fingerprint[:19]}`); {n_folds} patient-grouped folds, seed {base.seed}; {budget}Values are mean ± "
+        f"std over folds on the held-out patients; {interval}. ECE: expected calibration error of the pooled "
         f"out-of-fold probabilities. Counts per held-out patient (`VARIANT/counts.csv`): mean absolute error of "
         f"the called count and of the `{DEFAULT_COUNT_METHOD}` estimate, and the share of patients whose 95% "
-        f"interval holds the true count.\n\n" + to_markdown(shown) + "\n"
+        f"interval holds the true count. `F1 vs {table['reference'].iloc[0]}`: the difference of pooled F1 from "
+        "the first variant on the same held-out patients, with a paired bootstrap interval (patients resampled "
+        "once for both); * marks intervals that exclude 0.\n\n" + to_markdown(shown) + "\n"
     )
 
 
@@ -253,9 +300,13 @@ def run_variants(
     title: str,
     resume: bool = False,
     overwrite: bool = False,
+    same_steps: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> CVResult:
     """Train every variant on the same patient-grouped folds and write one comparison table.
+
+    With ``same_steps`` every variant of a fold trains for the same number of optimiser steps
+    (:func:`equal_steps`), whatever its samples per cell.
 
     Writes ``folds.csv``, ``config.yaml``, ``VARIANT/foldK/`` run folders, ``per_fold.csv``,
     ``table.csv`` and ``table.md`` (mean ± std over folds; pooled F1 with a bootstrap 95% interval, pooled ECE,
@@ -267,17 +318,26 @@ def run_variants(
     say = log or (lambda _m: None)
     out = Path(out)
     splits = _prepare_out(out, ds, variants, base, resume, overwrite)
-    rows, pooled = [], {}
+    rows, pooled, frames = [], {}, {}
     for name, cfg in variants.items():
         dirs = [out / name / f"fold{split.fold}" for split in splits]
         for split, run_dir in zip(splits, dirs, strict=True):
-            rows.append(_run_fold(ds, split, name, cfg, run_dir, len(splits), resume, say))
-        pooled[name] = _pool_variant(out / name, dirs, base)
+            fold_cfg = equal_steps(cfg, split) if same_steps else cfg
+            rows.append(_run_fold(ds, split, name, fold_cfg, run_dir, len(splits), resume, say))
+        pooled[name], frames[name] = _pool_variant(out / name, dirs, base)
+    for name, diff in _paired_to_reference(frames, base).items():
+        pooled[name].update(diff)
     per_fold = pd.DataFrame(rows)
     atomic_write_text(out / "per_fold.csv", per_fold.to_csv(index=False))
     table = _comparison_table(per_fold, pooled, variants)
     atomic_write_text(out / "table.csv", table.to_csv(index=False))
-    atomic_write_text(out / "table.md", _table_markdown(table, ds, len(splits), base, title))
+    steps = per_fold["steps"].dropna()
+    budget = (
+        f"every variant trained for {int(steps.min())}-{int(steps.max())} optimiser steps per fold. "
+        if len(steps)
+        else ""
+    )
+    atomic_write_text(out / "table.md", _table_markdown(table, ds, len(splits), base, title, budget))
     plot_model_comparison(
         per_fold.rename(columns={"variant": "model", "model": "architecture"}), out / "comparison.png", metric="f1"
     )
@@ -340,4 +400,14 @@ def ablate(
         variants = system_b_variants(cfg)
     else:
         title, variants = "System A ablation (bright field at test time)", system_a_variants(cfg)
-    return run_variants(ds, variants, out, base=cfg, title=title, resume=resume, overwrite=overwrite, log=log)
+    return run_variants(
+        ds,
+        variants,
+        out,
+        base=cfg,
+        title=title,
+        resume=resume,
+        overwrite=overwrite,
+        same_steps=system == "A",
+        log=log,
+    )
