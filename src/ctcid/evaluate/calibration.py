@@ -43,7 +43,15 @@ from ..errors import CtcidError
 from ..models.calibration import Calibration, logit
 from ._checks import as_binary, as_scores, check_lengths
 
-__all__ = ["ECE_BINS", "SLOPE_BOUNDS", "Calibration", "expected_calibration_error", "fit_calibration", "logit"]
+__all__ = [
+    "ECE_BINS",
+    "SLOPE_BOUNDS",
+    "Calibration",
+    "between_patient_offset",
+    "expected_calibration_error",
+    "fit_calibration",
+    "logit",
+]
 
 #: Range of the Platt slope: positive (a map never reverses the ranking) and finite.
 SLOPE_BOUNDS = (1e-3, 1e3)
@@ -83,6 +91,7 @@ def fit_calibration(
     *,
     prior_shift: float = 0.0,
     method: str = "platt",
+    groups: object | None = None,
 ) -> Calibration:
     """Fit the map from raw logits to calibrated probabilities on validation cells (never test cells).
 
@@ -96,6 +105,9 @@ def fit_calibration(
         The logit shift the training's class weighting introduced (``log`` of the positive class weight).
     method
         ``platt`` (default), ``isotonic``, or ``none`` (only the prior shift).
+    groups
+        The patient of each validation cell: with three patients or more, the spread of their counts around the
+        map gives the between-patient variance of a logit offset (:func:`between_patient_offset`).
 
     Returns
     -------
@@ -129,9 +141,46 @@ def fit_calibration(
             **base,
         )
     a, b, cov = _platt(z, y)
+    between = 0.0 if groups is None else between_patient_offset(expit(a * z + b), y, groups)
     return Calibration(
-        method="platt", slope=a, intercept=b, cov=((cov[0, 0], cov[0, 1]), (cov[1, 0], cov[1, 1])), **base
+        method="platt",
+        slope=a,
+        intercept=b,
+        cov=((cov[0, 0], cov[0, 1]), (cov[1, 0], cov[1, 1])),
+        between=between,
+        **base,
     )
+
+
+def between_patient_offset(p: object, y_true: object, groups: object) -> float:
+    """DerSimonian-Laird variance of a per-patient logit offset: each patient's offset is one Newton step from 0,
+    ``(observed - expected CTCs) / sum p(1 - p)`` (capped at +/- 5), with sampling variance ``1 / sum p(1 - p)``.
+    0 with fewer than three patients.
+
+    >>> rng = np.random.default_rng(0)
+    >>> p = np.full(2000, 0.2)
+    >>> groups = np.repeat(np.arange(20), 100)
+    >>> same = (rng.random(2000) < 0.2).astype(int)
+    >>> between_patient_offset(p, same, groups) < 0.05
+    True
+    >>> shifted = (rng.random(2000) < np.repeat(rng.choice([0.05, 0.5], 20), 100)).astype(int)
+    >>> between_patient_offset(p, shifted, groups) > 0.5
+    True
+    """
+    p = as_scores(p)
+    y = as_binary(y_true).astype(np.float64)
+    _, g = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    n = g.max() + 1 if g.size else 0
+    v = np.bincount(g, weights=p * (1 - p), minlength=n)
+    resid = np.bincount(g, weights=y - p, minlength=n)
+    use = v > 1e-3
+    if use.sum() < 3:
+        return 0.0
+    w, b = v[use], np.clip(resid[use] / v[use], -5.0, 5.0)
+    mean = float((w * b).sum() / w.sum())
+    q = float((w * (b - mean) ** 2).sum())
+    denom = float(w.sum() - (w * w).sum() / w.sum())
+    return float(max(0.0, (q - (use.sum() - 1)) / denom)) if denom > 0 else 0.0
 
 
 def expected_calibration_error(y_true: object, p: object, bins: int = ECE_BINS) -> float:

@@ -224,6 +224,9 @@ def expected_count(
             axis=1,
         )
         var = var + np.einsum("gi,ij,gj->g", g, cov, g)
+    if calibration.between > 0:  # a patient's own offset from the map: d(sum p)/d(offset) = sum p(1-p)
+        v = np.bincount(groups, weights=w, minlength=n_groups)
+        var = var + calibration.between * v**2
     return mean, var, third
 
 

@@ -15,6 +15,7 @@ from .bundle import (
 from .calibration import Calibration, logit
 from .fusion import DualBranch, FeatureMLP, FeatureScaler, model_inputs
 from .gbm import TreeEnsemble
+from .linear import LinearModel
 from .registry import SYSTEM_A_BACKBONES, create_model, is_model, list_models, load_weights, register_model
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "FeatureInputs",
     "FeatureMLP",
     "FeatureScaler",
+    "LinearModel",
     "TrainingRecord",
     "TreeEnsemble",
     "check_compatible",

@@ -128,7 +128,8 @@ def _json_default(obj: Any) -> Any:
 
 @dataclass
 class Bundle:
-    """A loaded bundle: the model (a torch module in eval mode, or a :class:`TreeEnsemble`) and its metadata."""
+    """A loaded bundle: the model (a torch module in eval mode, a :class:`TreeEnsemble` or a :class:`LinearModel`)
+    and its metadata."""
 
     model: Any
     meta: BundleMeta
@@ -155,10 +156,11 @@ def save_bundle(
 
     from ..io.store import package_versions
     from .gbm import TreeEnsemble
+    from .linear import LinearModel
 
     with atomic_dir(out, overwrite) as tmp:
         info = {"format": BUNDLE_FORMAT, "architecture": meta.architecture}
-        if isinstance(model, TreeEnsemble):
+        if isinstance(model, TreeEnsemble | LinearModel):
             from safetensors.numpy import save_file as save_arrays
 
             save_arrays(model.state_dict(), str(tmp / WEIGHTS_FILE), metadata=info)
@@ -238,6 +240,8 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
         if meta.features is None or trees.n_features != len(meta.features.names):
             raise CtcidError("tree arrays and model.json disagree on the number of features", weights)
         return Bundle(trees, meta, path)
+    if meta.architecture == "features_logreg":
+        return Bundle(_load_linear(weights, meta), meta, path)
     model = create_model(meta.architecture, in_chans=len(meta.channels), **meta.model_kwargs)
     try:
         state = load_file(str(weights))
@@ -246,6 +250,22 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
         raise CtcidError(f"weights do not fit {meta.architecture} ({str(exc).splitlines()[0]})", weights) from None
     model.eval().to(device)
     return Bundle(model, meta, path)
+
+
+def _load_linear(weights: Path, meta: BundleMeta) -> Any:
+    """The :class:`ctcid.models.LinearModel` of a ``features_logreg`` bundle, checked against its metadata."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file as load_arrays
+
+    from .linear import LinearModel
+
+    try:
+        model = LinearModel.from_state_dict(load_arrays(str(weights)))
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise CtcidError(f"linear model arrays cannot be read ({exc})", weights) from None
+    if meta.features is None or model.n_features != len(meta.features.names):
+        raise CtcidError("linear model arrays and model.json disagree on the number of features", weights)
+    return model
 
 
 def check_compatible(meta: BundleMeta, dataset: Any) -> None:

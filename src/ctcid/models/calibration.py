@@ -67,6 +67,9 @@ class Calibration:
         Isotonic map: shifted logits and probabilities, linearly interpolated, clipped at the ends.
     n_cells, n_ctc
         Validation cells and CTCs the map was fitted on.
+    between
+        Between-patient variance of a logit offset: how far one patient's calibration strays from the map
+        (estimated from the validation patients; widens the expected count's interval).
     """
 
     method: str = "platt"
@@ -79,6 +82,7 @@ class Calibration:
     iso_y: tuple[float, ...] = field(default_factory=tuple)
     n_cells: int = 0
     n_ctc: int = 0
+    between: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:
@@ -135,6 +139,7 @@ class Calibration:
             "iso_y": [float(v) for v in self.iso_y],
             "n_cells": int(self.n_cells),
             "n_ctc": int(self.n_ctc),
+            "between": float(self.between),
         }
 
     @classmethod

@@ -27,6 +27,10 @@ __all__ = ["create_model", "is_model", "list_models", "load_weights", "register_
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 #: Models that are not torch modules: gradient-boosted trees on the feature table (see ``ctcid.models.gbm``).
 TREE_MODELS = ("features_gbm",)
+#: A logistic regression on the standardised feature table (see ``ctcid.models.linear``).
+LINEAR_MODELS = ("features_logreg",)
+#: Models stored as plain arrays and evaluated with numpy: no torch module, no checkpoint, no ONNX export.
+ARRAY_MODELS = TREE_MODELS + LINEAR_MODELS
 #: Architectures compared in System A's table.
 SYSTEM_A_BACKBONES = ("resnet34", "resnet50", "efficientnet_b4", "densenet121")
 
@@ -49,14 +53,14 @@ def list_models(pattern: str | None = None) -> list[str]:
 
     import timm
 
-    own = sorted(n for n in (*_REGISTRY, *TREE_MODELS) if pattern is None or fnmatch.fnmatch(n, pattern))
+    own = sorted(n for n in (*_REGISTRY, *ARRAY_MODELS) if pattern is None or fnmatch.fnmatch(n, pattern))
     return own + timm.list_models(pattern or "*")
 
 
 def is_model(name: str) -> bool:
     import timm
 
-    return name in _REGISTRY or name in TREE_MODELS or timm.is_model(name)
+    return name in _REGISTRY or name in ARRAY_MODELS or timm.is_model(name)
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -106,9 +110,9 @@ def create_model(
     """
     if pretrained and weights is not None:
         raise CtcidError("give either --pretrained or --weights, not both")
-    if name in TREE_MODELS:
+    if name in ARRAY_MODELS:
         raise CtcidError(
-            f"{name} is a tree model on the feature table, not a network; train it with `ctcid train`"
+            f"{name} is a model of plain arrays on the feature table, not a network; train it with `ctcid train`"
         )
     if in_chans < 1 or num_classes < 1:
         raise CtcidError(f"in_chans and num_classes must be >= 1, got {in_chans} and {num_classes}")

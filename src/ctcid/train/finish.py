@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluate import (
+    PATIENTS_UNKNOWN,
     ErrorRates,
     classification_metrics,
     count_table,
@@ -95,11 +96,11 @@ def prior_shift_of(cfg: TrainConfig, y_train: np.ndarray, pos_weight: float) -> 
 
 
 def calibrate_on_validation(
-    val_logits: np.ndarray, y_val: np.ndarray, prior_shift: float, method: str
+    val_logits: np.ndarray, y_val: np.ndarray, prior_shift: float, method: str, groups: np.ndarray | None = None
 ) -> tuple[Calibration, float, dict[str, float]]:
     """Calibration map, decision threshold (max F1 of the calibrated probabilities) and validation metrics, all
-    from the validation patients only."""
-    calibration = fit_calibration(val_logits, y_val, prior_shift=prior_shift, method=method)
+    from the validation patients only (``groups``: each validation cell's patient)."""
+    calibration = fit_calibration(val_logits, y_val, prior_shift=prior_shift, method=method, groups=groups)
     p_val = calibration.probabilities(val_logits)
     threshold = threshold_max_f1(y_val, p_val)
     return calibration, threshold, classification_metrics(y_val, p_val, threshold)
@@ -122,8 +123,9 @@ def write_predictions(
         return frame, None
     rates = ErrorRates.from_metrics(meta.metrics)
     counts = count_table(frame, calibration, rates)
+    marks = {"patients_unknown": PATIENTS_UNKNOWN} if cfg.samples_unknown else None
     summary = write_metrics(
-        out, frame, counts, threshold=meta.threshold, n_boot=cfg.n_boot, seed=cfg.seed, prefix=prefix
+        out, frame, counts, threshold=meta.threshold, n_boot=cfg.n_boot, seed=cfg.seed, prefix=prefix, extra=marks
     )
     return frame, summary
 
@@ -157,7 +159,7 @@ def finish(run: TrainingRun, fitted: Fitted) -> FitResult:
     val_logits = fitted.logits(run.val_cells)
     y_val = run.labels[run.val_cells].astype(int)
     calibration, threshold, val_metrics = calibrate_on_validation(
-        val_logits, y_val, fitted.prior_shift, cfg.calibration
+        val_logits, y_val, fitted.prior_shift, cfg.calibration, groups=run.sample_ids[run.val_cells]
     )
     meta = fitted.meta
     meta.threshold = threshold
