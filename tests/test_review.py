@@ -127,16 +127,6 @@ def test_queues_rank_by_distance_to_the_threshold_on_the_logit_scale() -> None:
     assert o["mixed"][0] == o["undecided"][0]
 
 
-def test_docstring_examples_run() -> None:
-    import doctest
-    import importlib
-
-    for name in ("active", "counts", "display", "queue", "store", "app"):
-        module = importlib.import_module(f"ctcid.review.{name}")
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.failed == 0 and result.attempted > 0, name
-
-
 # ------------------------------------------------------------------------------------------ the JSON API
 
 

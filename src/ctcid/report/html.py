@@ -2,7 +2,7 @@
 
 Everything is embedded (PNG as data URIs, CSS inline): it opens offline, with no script, font or image
 fetched from anywhere. Sections: per-sample CTC counts; candidates ranked by ``p_ctc`` with every channel
-side by side and the Grad-CAM overlay; an uncertain-first review queue; QC (rejected files, failed
+side by side and the saliency overlay; an uncertain-first review queue; QC (rejected files, failed
 segmentation, out-of-focus cells, ingest flags); when labels exist, metrics with intervals, PR/ROC,
 confusion and calibration plots, and galleries of false positives and false negatives; the model card.
 """
@@ -172,11 +172,28 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
 .sub{color:#555;margin-bottom:12px}table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}
-.gallery{display:flex;flex-wrap:wrap;gap:10px}.cell{border:1px solid #ccc;padding:6px;margin:0;background:#fafafa}
-.cell img{display:block;image-rendering:pixelated}.cell figcaption{font-size:12px;margin-top:4px}
-.ctc{color:#b00020;font-weight:600}.wbc{color:#1a5fb4}.plots img{max-width:420px;margin-right:8px}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:10px}
+.cell{border:1px solid #ccc;padding:6px;margin:0;background:#fafafa}
+.cell img{display:block;width:100%;height:auto;image-rendering:pixelated}
+.cell figcaption{font-size:12px;margin-top:4px}.ctc{color:#b00020;font-weight:600}.wbc{color:#1a5fb4}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:12px}
+.plots img{width:100%;height:auto}
 .note{font-size:12px;color:#666}
+.warn{border:1px solid #b00020;background:#fff4f4;color:#b00020;padding:6px 10px;font-weight:600}
 """
+
+
+def _patients_unknown(meta: BundleMeta | None) -> list[str]:
+    """The warning of a model trained without patient ids (``--samples-unknown``); nothing otherwise."""
+    from ..evaluate import PATIENTS_UNKNOWN
+
+    if meta is None or not meta.training.config.get("samples_unknown"):
+        return []
+    return [
+        f'<p class="warn">{_esc(PATIENTS_UNKNOWN[:1].upper() + PATIENTS_UNKNOWN[1:])}: the model was trained on '
+        "cells without patient ids (--samples-unknown), each cell its own group, so its validation cells share "
+        "patients with its training cells; the threshold, calibration and metrics shown may be optimistic.</p>"
+    ]
 
 
 def _where(table: pd.DataFrame, rows: np.ndarray) -> list[str]:
@@ -241,6 +258,7 @@ def render_report(inputs: ReportInputs, *, top: int = 48, queue: int = 24, n_boo
         f"probability p<sub>CTC</sub> ≥ {threshold:.3f} (the threshold chosen on the validation patients) · "
         f"dataset <code>{_esc(ds.fingerprint[:23])}…</code> · "
         f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</div>",
+        *_patients_unknown(meta),
         "<h2>CTC counts per sample</h2>",
         _table(_count_view(counts), "counts"),
         f'<p class="note">Estimate: the {_esc(method)} count ({_esc(COUNT_NOTES.get(method, ""))}), with a 95% '
@@ -248,8 +266,10 @@ def render_report(inputs: ReportInputs, *, top: int = 48, queue: int = 24, n_boo
         "patients. Called: cells at or above the threshold, which counts every false positive.</p>",
         f"<h2>Candidates, most CTC-like first (top {len(candidates)})</h2>",
         f'<p class="note">Channels left to right: {_esc(", ".join(ds.channels))}'
-        + (", then the Grad-CAM saliency over bright field." if saliency else ".")
-        + "</p>",
+        + (", then the saliency (the evidence for CTC) over bright field." if saliency else ".")
+        + " Every cell is drawn with the same window per channel (fluorescence from the dataset's median, "
+        "black, to its 99.9th percentile, white; bright field around each crop's own background), so a dim "
+        "stain looks dim on every cell.</p>",
         _gallery(candidates, images, "predicted"),
         f"<h2>Review queue: nearest the decision threshold first ({len(uncertain)})</h2>",
         f'<p class="note">Cells whose calibrated probability lies closest to the threshold p = {threshold:.3f} '
@@ -292,20 +312,22 @@ def _cells_shown(inputs: ReportInputs) -> pd.DataFrame:
 
 
 def _cell_images(inputs: ReportInputs, shown: np.ndarray, *, with_saliency: bool) -> tuple[dict[int, bytes], bool]:
-    """The PNG panel (every channel side by side, then the Grad-CAM overlay ``with_saliency``) of each dataset row
+    """The PNG panel (every channel side by side, then the saliency overlay ``with_saliency``) of each dataset row
     in ``shown``, and whether the panels hold the saliency."""
-    from ..explain.gradcam import cell_panel_png, gradcam_maps
+    from ..explain import saliency_maps
     from ..models import load_bundle
+    from .display import fixed_window, panel_png
 
     ds = inputs.dataset
     saliency = None
     if with_saliency and len(shown):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            saliency = gradcam_maps(load_bundle(inputs.model_dir), ds, shown)
+            saliency = saliency_maps(load_bundle(inputs.model_dir), ds, shown)
     pixels = ds.images(shown) if len(shown) else np.zeros((0, len(ds.channels), *ds.crop_size), np.uint16)
+    windows = fixed_window(ds.header.get("channel_stats", {}), ds.channels)
     images = {
-        int(r): cell_panel_png(pixels[i], ds.channels, None if saliency is None else saliency[i])
+        int(r): panel_png(pixels[i], windows, None if saliency is None else saliency[i], compress_level=6)
         for i, r in enumerate(shown)
     }
     return images, saliency is not None

@@ -1,7 +1,7 @@
 """Operator review: confirm or reject calls in the browser, keep every decision, count, and learn from them.
 
 ``ctcid review PREDICT_OUT`` serves :func:`create_app` over a :class:`ReviewSession`: review queues (candidates,
-undecided, random leukocytes, mixed), cells drawn with fixed display windows (:mod:`ctcid.review.display`),
+undecided, random leukocytes, mixed), cells drawn with fixed display windows (:mod:`ctcid.report.display`),
 decisions logged to SQLite as they are made, per-sample reviewed counts with exact intervals, and labels
 exported for ``ctcid train --labels``. :func:`simulate_active_learning` measures how many labels the app's
 queue saves against random review; :func:`bench_review` measures its latency at 100,000 cells.
@@ -9,11 +9,11 @@ queue saves against random review; :func:`bench_review` measures its latency at 
 
 from __future__ import annotations
 
+from ..report.display import DisplayWindows, fixed_window, panel_png, to_display
 from .active import simulate_active_learning
 from .app import create_app, is_loopback, serve
 from .bench import bench_review
 from .counts import poisson_binomial_interval, poisson_binomial_pmf
-from .display import DisplayWindows, fixed_window, panel_png, to_display
 from .queue import MIX, QUEUES, queue_orders
 from .session import ReviewRequestError, ReviewSession, export_labels
 from .store import DECISIONS, DecisionStore

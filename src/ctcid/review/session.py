@@ -36,8 +36,8 @@ import pandas as pd
 from ..errors import CtcidError
 from ..io import CellDataset, atomic_write_text
 from ..io.store import is_dataset
+from ..report.display import DisplayWindows, fixed_window, panel_png
 from .counts import poisson_binomial_interval
-from .display import DisplayWindows, fixed_window, panel_png
 from .queue import QUEUES, next_cells, queue_orders
 from .store import DECISIONS, DecisionStore
 
