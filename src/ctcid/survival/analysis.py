@@ -249,6 +249,306 @@ def _analyse_source(
     return res, notes
 
 
+@dataclass
+class _Cohort:
+    """The analysed patients: those with a clinical record and a count from every source, in clinical order."""
+
+    clinical: pd.DataFrame
+    clinical_path: Path | None
+    names: list[str]
+    sources: list[CountSource]
+    matching: dict[str, Any]
+    ids: list[str]
+    data: pd.DataFrame
+    time: np.ndarray
+    event: np.ndarray
+    values: dict[str, np.ndarray]
+
+    @property
+    def n_events(self) -> int:
+        return int(self.event.sum())
+
+
+def _read_cohort(
+    clinical: str | os.PathLike[str] | pd.DataFrame,
+    counts: Mapping[str, str | os.PathLike[str] | pd.DataFrame],
+    covariates: list[str],
+    count_column: str | Mapping[str, str] | None,
+    time_column: str,
+    event_column: str,
+) -> _Cohort:
+    """Read the clinical table and every source of counts, and keep the patients common to all of them."""
+    if not counts:
+        raise CtcidError("give at least one source of counts (--counts NAME=FILE)")
+    names = list(counts)
+    clin = read_clinical(clinical, time_column=time_column, event_column=event_column, covariates=covariates)
+    clinical_path = None if isinstance(clinical, pd.DataFrame) else Path(clinical)
+    columns = count_columns(count_column, names)
+    sources = [read_counts(counts[n], name=n, column=columns[n], clinical=clin) for n in names]
+    ids, matching = _match(clin, sources, clinical_path)
+    data = clin.set_index("sample_id").loc[ids].reset_index()
+    return _Cohort(
+        clinical=clin,
+        clinical_path=clinical_path,
+        names=names,
+        sources=sources,
+        matching=matching,
+        ids=ids,
+        data=data,
+        time=data["time"].to_numpy(),
+        event=data["event"].to_numpy(),
+        values={s.name: s.counts.loc[ids].to_numpy(np.float64) for s in sources},
+    )
+
+
+def _sufficiency_notes(cohort: _Cohort, covariates: list[str], do_cox: bool) -> list[str]:
+    """Notes on the matching, the blood volumes and whether there are enough patients and events."""
+    notes: list[str] = []
+    for s in cohort.sources:
+        m = cohort.matching[s.name]
+        if m["counts_without_clinical"] or m["clinical_without_counts"]:
+            notes.append(
+                f"{s.name}: {m['matched']} of {m['counts']} counts matched the clinical table "
+                f"({m['counts_without_clinical']} without a clinical record, {m['clinical_without_counts']} "
+                "clinical patients without a count)"
+            )
+        if s.volume == "assumed 7.5 mL":
+            notes.append(f"{s.name}: no blood volume given; the counts are taken as CTCs per 7.5 mL")
+    n_patients, n_events = len(cohort.ids), cohort.n_events
+    if n_patients < min(len(cohort.clinical), *(m["counts"] for m in cohort.matching.values())):
+        notes.append(f"the analysis uses the {n_patients} patients common to the clinical table and every source")
+    if not do_cox:
+        notes.append(
+            f"only {n_events} event(s): Cox regression is refused (it needs at least {MIN_EVENTS_COX}); the "
+            "Kaplan-Meier curves, log-rank test and C-index are shown but carry little information"
+        )
+    else:
+        data = cohort.data
+        n_params = 1 + sum(
+            1 if pd.api.types.is_numeric_dtype(data[c]) else data[c].astype(str).nunique() - 1 for c in covariates
+        )
+        if n_events / n_params < 10:
+            notes.append(
+                f"{n_events / n_params:.1f} events per Cox parameter (fewer than 10): the hazard ratios and their "
+                "intervals may be biased"
+            )
+    if n_patients < 50:
+        notes.append(f"only {n_patients} patients: every interval is wide")
+    return notes
+
+
+def _analyse_sources(
+    cohort: _Cohort,
+    *,
+    cutoff: float,
+    covariates: list[str],
+    do_cox: bool,
+    round_counts: bool,
+    find_cutoff: bool,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The analysis of each source alone (see :func:`_analyse_source`), by name, and its notes."""
+    results: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for s in cohort.sources:
+        values = cohort.values[s.name]
+        res, extra = _analyse_source(cohort.data, values, s.name, cutoff, covariates, do_cox, round_counts)
+        results[s.name] = {
+            "column": s.column,
+            "file": None if s.path is None else os.fspath(s.path),
+            "volume": s.volume,
+            **res,
+        }
+        notes += extra
+        if find_cutoff:
+            opt = optimal_cutoff(cohort.time, cohort.event, values)
+            results[s.name]["optimal_cutoff"] = {**opt, "optimistic": True}
+    return results, notes
+
+
+def _bootstrap(
+    cohort: _Cohort,
+    results: dict[str, dict[str, Any]],
+    *,
+    cutoff: float,
+    round_counts: bool,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Patient-bootstrap intervals: set each source's C-index interval in ``results`` and return them all."""
+    boot = (
+        bootstrap_intervals(
+            cohort.time,
+            cohort.event,
+            cohort.values,
+            cutoff=cutoff,
+            round_counts=round_counts,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        if n_boot
+        else {"sources": dict.fromkeys(cohort.names, (None, None)), "comparisons": {}, "valid": 0}
+    )
+    for name in cohort.names:
+        results[name]["c_index_lo"], results[name]["c_index_hi"] = boot["sources"][name]
+    return boot
+
+
+def _compare_sources(
+    cohort: _Cohort,
+    results: Mapping[str, Mapping[str, Any]],
+    boot: Mapping[str, Any],
+    *,
+    cutoff: float,
+    round_counts: bool,
+    margin: float,
+) -> dict[str, dict[str, Any]]:
+    """Each source after the first against the first (the reference): C-index difference, HR ratio, agreement."""
+    values = cohort.values
+    ref = cohort.names[0]
+    comparisons: dict[str, dict[str, Any]] = {}
+    for name in cohort.names[1:]:
+        a = agreement(values[ref], values[name], cutoff, round_counts=round_counts)
+        c_ref, c_src = results[ref]["c_index"], results[name]["c_index"]
+        diff = None if c_ref is None or c_src is None else c_src - c_ref
+        b = boot["comparisons"].get(name, {})
+        comparisons[name] = {
+            "source": name,
+            "reference": ref,
+            "c_diff": diff,
+            "c_diff_lo": b.get("c_diff_lo"),
+            "c_diff_hi": b.get("c_diff_hi"),
+            "c_diff_p": b.get("c_diff_p"),
+            "noninferiority_margin": margin,
+            "noninferior": None if b.get("c_diff_lo") is None else bool(b["c_diff_lo"] > -margin),
+            "hr_dichotomised_ratio": (
+                None
+                if results[name]["hr_dichotomised"] is None or results[ref]["hr_dichotomised"] is None
+                else results[name]["hr_dichotomised"] / results[ref]["hr_dichotomised"]
+            ),
+            "spearman": a["spearman"],
+            "spearman_lo": b.get("spearman_lo"),
+            "spearman_hi": b.get("spearman_hi"),
+            "kappa": a["kappa"],
+            "kappa_lo": b.get("kappa_lo"),
+            "kappa_hi": b.get("kappa_hi"),
+            **{k: v for k, v in a.items() if k not in ("spearman", "kappa")},
+        }
+    return comparisons
+
+
+def _method_notes(find_cutoff: bool, n_boot: int, n_valid: int) -> list[str]:
+    """Notes on the data-driven cut-offs and on skipped bootstrap resamples."""
+    notes = []
+    if find_cutoff:
+        notes.append(
+            "the data-driven cut-offs were chosen on these patients to maximise the log-rank statistic: they are "
+            "optimistic, their naive p-values are not valid, and they need confirming on other patients"
+        )
+    if n_boot and n_valid < n_boot:
+        notes.append(f"{n_boot - n_valid} of {n_boot} bootstrap resamples had no event and were skipped")
+    return notes
+
+
+def _result_dict(
+    cohort: _Cohort,
+    results: dict[str, dict[str, Any]],
+    comparisons: dict[str, dict[str, Any]],
+    notes: list[str],
+    *,
+    cutoff: float,
+    round_counts: bool,
+    covariates: list[str],
+    time_column: str,
+    event_column: str,
+    n_boot: int,
+    n_valid: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The content of ``survival.json`` (repeated notes are given once)."""
+    names = cohort.names
+    return {
+        "format": "ctcid-survival",
+        "format_version": FORMAT_VERSION,
+        "patients": len(cohort.ids),
+        "events": cohort.n_events,
+        "median_follow_up_months": median_follow_up(cohort.time, cohort.event),
+        "cutoff": float(cutoff),
+        "round_counts": round_counts,
+        "unit": "CTCs per 7.5 mL",
+        "covariates": covariates,
+        "reference": names[0],
+        "clinical": {
+            "file": None if cohort.clinical_path is None else os.fspath(cohort.clinical_path),
+            "patients": len(cohort.clinical),
+            "time_column": time_column,
+            "event_column": event_column,
+        },
+        "matching": cohort.matching,
+        "sources": results,
+        "comparison": comparisons[names[1]] if len(names) > 1 else None,
+        "comparisons": comparisons,
+        "n_boot": n_boot,
+        "n_boot_valid": n_valid,
+        "seed": seed,
+        "notes": list(dict.fromkeys(notes)),
+        "versions": {"ctcid": __version__, "lifelines": lifelines.__version__},
+    }
+
+
+def _km_annotation(r: Mapping[str, Any], cutoff: float, adjusted: bool) -> str:
+    """The lines printed on a Kaplan-Meier plot: dichotomised hazard ratio, log-rank p and C-index."""
+    cut = f"{cutoff:g}"
+    lines = []
+    if r["hr_dichotomised"] is not None:
+        hr = _ci(r["hr_dichotomised"], r["hr_dichotomised_lo"], r["hr_dichotomised_hi"])
+        lines.append(f"HR >= {cut} vs < {cut}: {hr}" + (" (adjusted)" if adjusted else ""))
+    if r["logrank_p"] is not None:
+        p = _p(r["logrank_p"])
+        lines.append(f"log-rank p {p.replace('<', '< ') if p.startswith('<') else '= ' + p}")
+    if r["c_index"] is not None:
+        lines.append(f"C-index {_ci(r['c_index'], r['c_index_lo'], r['c_index_hi'])}")
+    return "\n".join(lines)
+
+
+def _figures(
+    cohort: _Cohort,
+    results: Mapping[str, Mapping[str, Any]],
+    *,
+    cutoff: float,
+    round_counts: bool,
+    adjusted: bool,
+) -> dict[str, bytes]:
+    """PNG bytes by file name: a Kaplan-Meier plot per source and, with two sources or more, Bland-Altman."""
+    names, values = cohort.names, cohort.values
+    cut = f"{cutoff:g}"
+    images = {}
+    for name in names:
+        images[f"km_{name}.png"] = plot_km(
+            cohort.time,
+            cohort.event,
+            dichotomise(values[name], cutoff, round_counts=round_counts),
+            title=f"{name}: survival by CTC count ({results[name]['column']})",
+            labels=(f"< {cut}", f">= {cut}"),
+            unit="CTCs per 7.5 mL",
+            annotation=_km_annotation(results[name], cutoff, adjusted),
+        )
+    if len(names) > 1:
+        images["bland_altman.png"] = plot_bland_altman(
+            values[names[0]], {n: values[n] for n in names[1:]}, reference_name=names[0]
+        )
+    return images
+
+
+def _patients_table(cohort: _Cohort, covariates: list[str], time_column: str, event_column: str) -> pd.DataFrame:
+    """The analysed table: ``sample_id``, follow-up, event, the covariates and ``<NAME>_ctc`` per source."""
+    patients = pd.DataFrame({"sample_id": cohort.ids, time_column: cohort.time, event_column: cohort.event})
+    for c in covariates:
+        patients[c] = cohort.data[c].to_numpy()
+    for name in cohort.names:
+        patients[f"{name}_ctc"] = cohort.values[name]
+    return patients
+
+
 def survival_analysis(
     clinical: str | os.PathLike[str] | pd.DataFrame,
     counts: Mapping[str, str | os.PathLike[str] | pd.DataFrame],
@@ -309,169 +609,36 @@ def survival_analysis(
     """
     covariates = list(covariates)
     _check_options(cutoff, n_boot, margin, covariates)
-    if not counts:
-        raise CtcidError("give at least one source of counts (--counts NAME=FILE)")
-    names = list(counts)
-    clin = read_clinical(clinical, time_column=time_column, event_column=event_column, covariates=covariates)
-    clinical_path = None if isinstance(clinical, pd.DataFrame) else Path(clinical)
-    columns = count_columns(count_column, names)
-    sources = [read_counts(counts[n], name=n, column=columns[n], clinical=clin) for n in names]
-    ids, matching = _match(clin, sources, clinical_path)
-
-    data = clin.set_index("sample_id").loc[ids].reset_index()
-    t, e = data["time"].to_numpy(), data["event"].to_numpy()
-    n_events = int(e.sum())
-    values = {s.name: s.counts.loc[ids].to_numpy(np.float64) for s in sources}
-
-    notes: list[str] = []
-    for s in sources:
-        m = matching[s.name]
-        if m["counts_without_clinical"] or m["clinical_without_counts"]:
-            notes.append(
-                f"{s.name}: {m['matched']} of {m['counts']} counts matched the clinical table "
-                f"({m['counts_without_clinical']} without a clinical record, {m['clinical_without_counts']} "
-                "clinical patients without a count)"
-            )
-        if s.volume == "assumed 7.5 mL":
-            notes.append(f"{s.name}: no blood volume given; the counts are taken as CTCs per 7.5 mL")
-    if len(ids) < min(len(clin), *(m["counts"] for m in matching.values())):
-        notes.append(f"the analysis uses the {len(ids)} patients common to the clinical table and every source")
-    do_cox = n_events >= MIN_EVENTS_COX
-    if not do_cox:
-        notes.append(
-            f"only {n_events} event(s): Cox regression is refused (it needs at least {MIN_EVENTS_COX}); the "
-            "Kaplan-Meier curves, log-rank test and C-index are shown but carry little information"
-        )
-    else:
-        n_params = 1 + sum(
-            1 if pd.api.types.is_numeric_dtype(data[c]) else data[c].astype(str).nunique() - 1 for c in covariates
-        )
-        if n_events / n_params < 10:
-            notes.append(
-                f"{n_events / n_params:.1f} events per Cox parameter (fewer than 10): the hazard ratios and their "
-                "intervals may be biased"
-            )
-    if len(ids) < 50:
-        notes.append(f"only {len(ids)} patients: every interval is wide")
-
-    results: dict[str, dict[str, Any]] = {}
-    for s in sources:
-        res, extra = _analyse_source(data, values[s.name], s.name, cutoff, covariates, do_cox, round_counts)
-        results[s.name] = {
-            "column": s.column,
-            "file": None if s.path is None else os.fspath(s.path),
-            "volume": s.volume,
-            **res,
-        }
-        notes += extra
-        if find_cutoff:
-            opt = optimal_cutoff(t, e, values[s.name])
-            results[s.name]["optimal_cutoff"] = {**opt, "optimistic": True}
-
-    boot = (
-        bootstrap_intervals(t, e, values, cutoff=cutoff, round_counts=round_counts, n_boot=n_boot, seed=seed)
-        if n_boot
-        else {"sources": dict.fromkeys(names, (None, None)), "comparisons": {}, "valid": 0}
+    cohort = _read_cohort(clinical, counts, covariates, count_column, time_column, event_column)
+    do_cox = cohort.n_events >= MIN_EVENTS_COX
+    notes = _sufficiency_notes(cohort, covariates, do_cox)
+    results, source_notes = _analyse_sources(
+        cohort,
+        cutoff=cutoff,
+        covariates=covariates,
+        do_cox=do_cox,
+        round_counts=round_counts,
+        find_cutoff=find_cutoff,
     )
-    for name in names:
-        results[name]["c_index_lo"], results[name]["c_index_hi"] = boot["sources"][name]
-    comparisons: dict[str, dict[str, Any]] = {}
-    ref = names[0]
-    for name in names[1:]:
-        a = agreement(values[ref], values[name], cutoff, round_counts=round_counts)
-        c_ref, c_src = results[ref]["c_index"], results[name]["c_index"]
-        diff = None if c_ref is None or c_src is None else c_src - c_ref
-        b = boot["comparisons"].get(name, {})
-        comparisons[name] = {
-            "source": name,
-            "reference": ref,
-            "c_diff": diff,
-            "c_diff_lo": b.get("c_diff_lo"),
-            "c_diff_hi": b.get("c_diff_hi"),
-            "c_diff_p": b.get("c_diff_p"),
-            "noninferiority_margin": margin,
-            "noninferior": None if b.get("c_diff_lo") is None else bool(b["c_diff_lo"] > -margin),
-            "hr_dichotomised_ratio": (
-                None
-                if results[name]["hr_dichotomised"] is None or results[ref]["hr_dichotomised"] is None
-                else results[name]["hr_dichotomised"] / results[ref]["hr_dichotomised"]
-            ),
-            "spearman": a["spearman"],
-            "spearman_lo": b.get("spearman_lo"),
-            "spearman_hi": b.get("spearman_hi"),
-            "kappa": a["kappa"],
-            "kappa_lo": b.get("kappa_lo"),
-            "kappa_hi": b.get("kappa_hi"),
-            **{k: v for k, v in a.items() if k not in ("spearman", "kappa")},
-        }
-    if find_cutoff:
-        notes.append(
-            "the data-driven cut-offs were chosen on these patients to maximise the log-rank statistic: they are "
-            "optimistic, their naive p-values are not valid, and they need confirming on other patients"
-        )
-    if n_boot and boot["valid"] < n_boot:
-        notes.append(f"{n_boot - boot['valid']} of {n_boot} bootstrap resamples had no event and were skipped")
-
-    result: dict[str, Any] = {
-        "format": "ctcid-survival",
-        "format_version": FORMAT_VERSION,
-        "patients": len(ids),
-        "events": n_events,
-        "median_follow_up_months": median_follow_up(t, e),
-        "cutoff": float(cutoff),
-        "round_counts": round_counts,
-        "unit": "CTCs per 7.5 mL",
-        "covariates": covariates,
-        "reference": ref,
-        "clinical": {
-            "file": None if clinical_path is None else os.fspath(clinical_path),
-            "patients": len(clin),
-            "time_column": time_column,
-            "event_column": event_column,
-        },
-        "matching": matching,
-        "sources": results,
-        "comparison": comparisons[names[1]] if len(names) > 1 else None,
-        "comparisons": comparisons,
-        "n_boot": n_boot,
-        "n_boot_valid": boot["valid"],
-        "seed": seed,
-        "notes": list(dict.fromkeys(notes)),
-        "versions": {"ctcid": __version__, "lifelines": lifelines.__version__},
-    }
-
-    images = {}
-    for name in names:
-        r = results[name]
-        cut = f"{cutoff:g}"
-        lines = []
-        if r["hr_dichotomised"] is not None:
-            hr = _ci(r["hr_dichotomised"], r["hr_dichotomised_lo"], r["hr_dichotomised_hi"])
-            lines.append(f"HR >= {cut} vs < {cut}: {hr}" + (" (adjusted)" if covariates else ""))
-        if r["logrank_p"] is not None:
-            p = _p(r["logrank_p"])
-            lines.append(f"log-rank p {p.replace('<', '< ') if p.startswith('<') else '= ' + p}")
-        if r["c_index"] is not None:
-            lines.append(f"C-index {_ci(r['c_index'], r['c_index_lo'], r['c_index_hi'])}")
-        images[f"km_{name}.png"] = plot_km(
-            t,
-            e,
-            dichotomise(values[name], cutoff, round_counts=round_counts),
-            title=f"{name}: survival by CTC count ({r['column']})",
-            labels=(f"< {cut}", f">= {cut}"),
-            unit="CTCs per 7.5 mL",
-            annotation="\n".join(lines),
-        )
-    if len(names) > 1:
-        images["bland_altman.png"] = plot_bland_altman(
-            values[ref], {n: values[n] for n in names[1:]}, reference_name=ref
-        )
-
-    patients = pd.DataFrame({"sample_id": ids, time_column: t, event_column: e})
-    for c in covariates:
-        patients[c] = data[c].to_numpy()
-    for name in names:
-        patients[f"{name}_ctc"] = values[name]
+    boot = _bootstrap(cohort, results, cutoff=cutoff, round_counts=round_counts, n_boot=n_boot, seed=seed)
+    comparisons = _compare_sources(cohort, results, boot, cutoff=cutoff, round_counts=round_counts, margin=margin)
+    notes += source_notes + _method_notes(find_cutoff, n_boot, boot["valid"])
+    result = _result_dict(
+        cohort,
+        results,
+        comparisons,
+        notes,
+        cutoff=cutoff,
+        round_counts=round_counts,
+        covariates=covariates,
+        time_column=time_column,
+        event_column=event_column,
+        n_boot=n_boot,
+        n_valid=boot["valid"],
+        seed=seed,
+    )
+    images = _figures(cohort, results, cutoff=cutoff, round_counts=round_counts, adjusted=bool(covariates))
+    patients = _patients_table(cohort, covariates, time_column, event_column)
     return SurvivalResult(result=result, markdown=to_markdown(result), images=images, patients=patients)
 
 
