@@ -139,6 +139,11 @@ def test_explain_writes_overlays(trained: dict[str, Path], tmp_path: Path) -> No
     assert len(list((tmp_path / "ex").glob("*.png"))) == 3
     sal = np.load(tmp_path / "ex" / "saliency.npy")
     assert sal.shape == (3, 48, 48) and sal.max() == pytest.approx(1.0) and sal.min() >= 0
+    from ctcid.explain import DEFAULT_METHOD
+
+    summary = json.loads((tmp_path / "ex" / "explain.json").read_text())
+    assert summary["method"] == DEFAULT_METHOD and summary["masks"] is None  # no true masks, no segmentation
+    assert -1 <= summary["randomisation_similarity"] <= 1
 
 
 def _check_self_contained(text: str) -> None:
@@ -222,3 +227,20 @@ def test_two_process_prediction_predicts_every_cell_once(trained: dict[str, Path
     assert json.loads((tmp_path / "two" / "predict.json").read_text())["devices"] == 2
     with pytest.raises(CtcidError, match="ingested dataset"):
         predict(trained["model"], trained["export"], tmp_path / "x", devices=2)
+
+
+def test_report_survival_section_from_counts_and_a_clinical_table(tmp_path: Path) -> None:
+    from ctcid.report.html import _survival_section
+    from ctcid.synth import sample_outcomes
+
+    rng = np.random.default_rng(0)
+    true = rng.poisson(rng.choice([0.5, 8.0], 60))
+    patients = pd.DataFrame({"sample_id": [f"P{i:02d}" for i in range(60)], "n_ctc": true})
+    clinical = tmp_path / "clinical.csv"
+    sample_outcomes(patients, seed=0).to_csv(clinical, index=False)
+    counts = pd.DataFrame(
+        {"sample_id": patients["sample_id"], "ctc_estimate": true + rng.uniform(0, 0.5, 60), "true_ctc": true}
+    )
+    parts = _survival_section(counts, clinical, n_boot=100)
+    assert parts[0] == "<h2>Survival</h2>" and parts[1].startswith('<section class="survival">')
+    assert "manual" in parts[1] and "predicted" in parts[1] and "data:image/png;base64," in parts[1]

@@ -197,14 +197,24 @@ def explain(
     ],
     cells: Annotated[str | None, typer.Option(help="Cell ids, comma-separated.")] = None,
     top: Annotated[int, typer.Option(help="Without --cells: the N most CTC-like cells.")] = 16,
+    method: Annotated[
+        str, typer.Option(help="Saliency: guided_gradcam, gradcam, integrated_gradients or occlusion.")
+    ] = "guided_gradcam",
+    layer: Annotated[
+        str, typer.Option(help="Grad-CAM layer (a module name, e.g. layer2), or auto: the last grid >= 8x8.")
+    ] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the re-initialised model of the randomisation check.")] = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Saliency overlays (image models) and feature attributions (feature models) for chosen cells."""
+    """Saliency overlays (image models), scored against cell masks, and feature attributions for chosen cells."""
     from ..config import parse_list
     from ..explain import explain_cells
 
-    res = explain_cells(model, dataset, out, cells=parse_list(cells, "--cells"), top=top, overwrite=overwrite)
-    _ui.out.print(f"{len(res.cells)} cells explained in {out}")
+    ids = parse_list(cells, "--cells")
+    res = explain_cells(
+        model, dataset, out, cells=ids, top=top, method=method, layer=layer, seed=seed, overwrite=overwrite
+    )
+    _ui.explained(res)
 
 
 @app.command()
@@ -213,6 +223,9 @@ def report(
     out_html: Annotated[Path, typer.Argument(help="The HTML file to write (self-contained).")],
     top: Annotated[int, typer.Option(help="Cells in the candidate and error galleries.")] = 48,
     queue: Annotated[int, typer.Option(help="Cells in the review queue nearest the threshold.")] = 24,
+    clinical: Annotated[
+        Path | None, typer.Option(help="Clinical table (sample_id, time_months, event): adds a survival section.")
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """One self-contained HTML report for operator review: counts, galleries, QC, metrics, model card."""
@@ -221,7 +234,7 @@ def report(
 
     if out_html.exists() and not overwrite:
         raise CtcidError("already exists; choose another file or pass --overwrite", out_html)
-    write_report(source, out_html, top=top, queue=queue)
+    write_report(source, out_html, top=top, queue=queue, clinical=clinical)
     _ui.out.print(f"report: {out_html}")
 
 

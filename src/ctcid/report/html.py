@@ -228,11 +228,19 @@ def _gallery(rows: pd.DataFrame, images: dict[int, bytes], title_note: str) -> s
     return '<div class="gallery">' + "".join(items) + "</div>"
 
 
-def render_report(inputs: ReportInputs, *, top: int = 48, queue: int = 24, n_boot: int = 500) -> str:
+def render_report(
+    inputs: ReportInputs,
+    *,
+    top: int = 48,
+    queue: int = 24,
+    n_boot: int = 500,
+    clinical: str | os.PathLike[str] | None = None,
+) -> str:
     """The report as one HTML string.
 
     ``top`` candidates (and at most ``top`` false positives and negatives) are shown, ``queue`` cells in the
-    review queue; ``n_boot`` bootstrap resamples give the metrics' intervals.
+    review queue; ``n_boot`` bootstrap resamples give the metrics' intervals. With ``clinical`` (a clinical
+    table, see ``ctcid survival``) a survival section analyses the samples' counts.
     """
     from ..models import read_meta
 
@@ -285,6 +293,8 @@ def render_report(inputs: ReportInputs, *, top: int = 48, queue: int = 24, n_boo
             f"<h2>False negatives ({len(fn)})</h2>",
             _gallery(fn.head(top), images, "missed"),
         ]
+    if clinical is not None:
+        parts += _survival_section(inputs.counts, clinical, n_boot)
     if meta is not None:
         parts += ["<h2>Model card</h2>", _table(_model_card(meta), "card")]
     body = "\n".join(parts)
@@ -293,6 +303,19 @@ def render_report(inputs: ReportInputs, *, top: int = 48, queue: int = 24, n_boo
         f"<title>ctcid report: {_esc(inputs.source.name)}</title><style>{CSS}</style></head>"
         f"<body>\n{body}\n</body></html>\n"
     )
+
+
+def _survival_section(counts: pd.DataFrame, clinical: str | os.PathLike[str], n_boot: int) -> list[str]:
+    """Do the samples' counts predict survival? The estimated counts (and the true counts, as the reference,
+    when the labels give them) analysed against ``clinical`` as ``ctcid survival`` does."""
+    from ..survival import survival_analysis, survival_section_html
+
+    sources: dict[str, pd.DataFrame] = {}
+    if "true_ctc" in counts and counts["true_ctc"].notna().all():
+        sources["manual"] = counts[["sample_id", "true_ctc"]].rename(columns={"true_ctc": "count"})
+    sources["predicted"] = counts[["sample_id", "ctc_estimate"]].rename(columns={"ctc_estimate": "count"})
+    res = survival_analysis(clinical, sources, count_column="count", n_boot=n_boot)
+    return ["<h2>Survival</h2>", survival_section_html(res.result, res.images)]
 
 
 def _cells_shown(inputs: ReportInputs) -> pd.DataFrame:
