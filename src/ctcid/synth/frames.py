@@ -55,6 +55,7 @@ from ..errors import CtcidError
 from ._render import PAD, _camera, _Spectrum, render_signals
 from ._tiff import tiff_header, write_tiff
 from .cohort import _rng, _to_json, sample_cells
+from .outcomes import write_clinical
 from .presets import PRESETS, SynthConfig, parse_frame_size
 
 __all__ = ["FRAME_CHANNELS", "SPEC_FILE", "TRUTH_FILE", "generate_frames", "parse_frame_size", "slide_plan"]
@@ -293,6 +294,8 @@ def generate_frames(
         _run(tasks, config, workers or usable_cores(), progress)
         _write_truth(out, pd.concat(truth, ignore_index=True), per_slide)
         _write_spec(out, config, patients, len(cells))
+        if config.outcomes:
+            write_clinical(out, patients, seed=config.seed)
     except OSError as exc:
         raise CtcidError(f"cannot write the slides: {exc.strerror or exc}", out) from None
     return out
