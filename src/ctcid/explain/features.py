@@ -4,7 +4,8 @@
   values are shuffled across cells, mean and spread over repeats.
 * **Per cell**: attributions in logit units against the training mean, with captum: integrated gradients
   for the networks (``features_mlp``; ``dual_branch`` with its image embedding held fixed), Shapley value
-  sampling for the gradient-free trees (``features_gbm``).
+  sampling for the gradient-free trees (``features_gbm``); for the logistic regression (``features_logreg``) the
+  exact terms of its logit, coefficient x standardised value.
 
 Written into a run folder as ``feature_importance.csv`` / ``.png`` and ``feature_attributions.parquet``.
 """
@@ -126,9 +127,9 @@ def _functions(
 ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[torch.Tensor], torch.Tensor], bool]:
     """Logits of some cells as functions of their feature rows, numpy (importance) and torch (attributions),
     with their image ``embedding`` held fixed for a dual-branch model; and whether they are differentiable."""
-    from ..models import TreeEnsemble
+    from ..models import LinearModel, TreeEnsemble
 
-    if isinstance(model, TreeEnsemble):
+    if isinstance(model, TreeEnsemble | LinearModel):
 
         def fwd_np(X: np.ndarray) -> np.ndarray:
             return model.decision_function(X)
@@ -211,9 +212,12 @@ def explain_feature_model(
             ]
         )
         cells = np.sort(keep)
-    baseline = train_mean if train_mean is not None else _baseline(model, feats)
-    _, fwd_t, diff = _functions(model, embed(cells))
-    attr = feature_attributions(fwd_t, feats[cells], baseline, differentiable=diff, seed=seed)
+    if hasattr(model, "contributions"):  # a linear model: its logit's own terms
+        attr = model.contributions(feats[cells])
+    else:
+        baseline = train_mean if train_mean is not None else _baseline(model, feats)
+        _, fwd_t, diff = _functions(model, embed(cells))
+        attr = feature_attributions(fwd_t, feats[cells], baseline, differentiable=diff, seed=seed)
     t = ds.table.iloc[cells]
     frame = pd.concat(
         [
@@ -265,10 +269,13 @@ def cell_attributions(bundle: Any, ds: Any, cells: np.ndarray, feats: np.ndarray
     """Per-cell feature attributions ``[n, F]`` (logit units) of a loaded feature bundle.
 
     The baseline is the training mean stored in the network (features_mlp, dual_branch), or for trees the
-    mean of ``feats`` (the features of the dataset being explained).
+    mean of ``feats`` (the features of the dataset being explained); a logistic regression gives its logit's
+    terms, coefficient x standardised value (against its training mean).
     """
     from ..predict.infer import infer_bundle
 
+    if hasattr(bundle.model, "contributions"):
+        return bundle.model.contributions(feats[cells])
     emb = None
     if hasattr(bundle.model, "image_embedding"):
         emb = infer_bundle(

@@ -38,9 +38,9 @@ def fit_masks(masks: np.ndarray, size: int) -> np.ndarray:
     --------
     >>> m = np.ones((1, 2, 4), np.uint8)
     >>> fit_masks(m, 3)[0]
-    array([[0, 0, 0],
+    array([[1, 1, 1],
            [1, 1, 1],
-           [1, 1, 1]], dtype=uint8)
+           [0, 0, 0]], dtype=uint8)
     """
     n, h, w = masks.shape
     top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)

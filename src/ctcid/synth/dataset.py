@@ -26,8 +26,8 @@ def synth_dataset(out: str | os.PathLike[str], config: SynthConfig, *, overwrite
     """Render the cohort ``config`` and write it as a dataset folder ``out`` (atomically).
 
     The cell table holds ``cell_id``, ``sample_id``, ``label``, ``label_true``, ``subtype`` and empty
-    ``qc_flags``; with ``config.masks`` the ground-truth masks are written to ``out/truth/masks.npy`` (as ``ctcid ingest``
-    carries them from an export; see :mod:`ctcid.io.truth`).
+    ``qc_flags``; with ``config.masks`` the ground-truth masks are written to ``out/truth/masks.npy``
+    (as ``ctcid ingest`` carries them from an export; see :mod:`ctcid.io.truth`).
 
     Examples
     --------
