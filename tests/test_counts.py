@@ -182,7 +182,7 @@ def _simulated_patients(seed: int, prevalence: float | None, patients: int = 300
     cal = fit_calibration(raw_val, y_val, prior_shift=shift)
     p_val = cal.probabilities(raw_val)
     threshold = threshold_max_f1(y_val, p_val)
-    rates = ErrorRates.from_metrics(classification_metrics(y_val, p_val, threshold))
+    rates = ErrorRates.from_metrics({"validation": classification_metrics(y_val, p_val, threshold)})
     frames = []
     for i in range(patients):
         prev = 0.12 if prevalence is not None else (rng.uniform(0.0, 0.3) if i % 4 else 0.0)
