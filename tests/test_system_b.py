@@ -156,6 +156,14 @@ def test_feature_networks_train_and_round_trip(synth_store: Path, tmp_path: Path
     )
     assert (run / "feature_importance.png").stat().st_size > 1000
     assert len(pd.read_parquet(run / "feature_attributions.parquet")) == len(test)
+    if model == "dual_branch":  # the saliency of its image branch, and how much of the logit each branch carries
+        from ctcid.explain import explain_cells
+
+        res = explain_cells(run / "model", synth_store, tmp_path / "ex", top=3)
+        assert res.summary["masks"] == "segmentation" and 0 <= res.summary["mass_in_cell"] <= 1
+        split = res.cells["logit_image"] + res.cells["logit_features"]
+        np.testing.assert_allclose(split, res.cells["logit"] - res.cells["baseline_logit"], atol=0.05)
+        assert res.cells["image_share"].between(0, 1).all() and 0 <= res.summary["image_share"] <= 1
 
 
 def test_dual_branch_fusions_differ_and_refuse_unknown() -> None:
@@ -200,6 +208,13 @@ def test_ablate_system_b_writes_one_table(synth_store: Path, tmp_path: Path) -> 
         )
     assert exc.value.code in (0, None)
     table = pd.read_csv(out / "table.csv")
-    assert table["variant"].tolist() == ["image_cnn", "features_gbm", "features_mlp", "dual_concat", "dual_gated"]
+    assert table["variant"].tolist() == [
+        "image_cnn",
+        "features_logreg",
+        "features_gbm",
+        "features_mlp",
+        "dual_concat",
+        "dual_gated",
+    ]
     assert table["folds"].eq(2).all() and table["f1_mean"].notna().all()
     assert "System B" in (out / "table.md").read_text()

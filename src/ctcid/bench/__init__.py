@@ -7,6 +7,8 @@ from .detect import bench_detect
 from .features import bench_features
 from .ingest import bench_ingest, machine_info
 from .predict import bench_predict
+from .saliency import bench_saliency
+from .small_cohorts import bench_small_cohorts
 from .train import bench_train
 
 __all__ = [
@@ -15,6 +17,8 @@ __all__ = [
     "bench_features",
     "bench_ingest",
     "bench_predict",
+    "bench_saliency",
+    "bench_small_cohorts",
     "bench_train",
     "machine_info",
 ]

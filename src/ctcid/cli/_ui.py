@@ -132,6 +132,13 @@ def comparison(frame, path: Path) -> None:
         f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
         for v, lo, hi in zip(frame["pooled_f1"], frame["pooled_f1_lo"], frame["pooled_f1_hi"], strict=True)
     ]
+    if "pooled_roc_auc" in frame:
+        rows["pooled ROC-AUC [95% CI]"] = [
+            f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+            for v, lo, hi in zip(
+                frame["pooled_roc_auc"], frame["pooled_roc_auc_lo"], frame["pooled_roc_auc_hi"], strict=True
+            )
+        ]
     rows["ECE (pooled)"] = [f"{v:.3f}" for v in frame["pooled_ece"]]
     rows["count MAE called / estimate"] = [
         f"{a:.2f} / {b:.2f}" for a, b in zip(frame["count_mae"], frame["estimate_mae"], strict=True)
@@ -193,3 +200,26 @@ def demo(res) -> None:
     )
     out.print(f"report: {res.report}")
     out.print(f"next: System A's bright-field table with `ctcid ablate {o}/dataset {o}/ablate`")
+
+
+def explained(res) -> None:
+    """What ``ctcid explain`` wrote and how its saliency maps scored."""
+    s = res.summary
+    out.print(f"{len(res.cells)} cells explained in {res.out}")
+    if s.get("method") is None:
+        return
+    where = f" at {s['layer']} ({'x'.join(map(str, s['grid']))} grid)" if s.get("layer") and s.get("grid") else ""
+    out.print(f"saliency: {s['method']}{where}")
+    if s.get("masks"):
+        out.print(
+            f"against the {s['masks']} masks: mass in cell {s.get('mass_in_cell')}, pointing game "
+            f"{s.get('pointing_game')} (cell area: {s.get('cell_area_fraction')} of the crop); nucleus "
+            f"{s.get('mass_in_nucleus')} / {s.get('pointing_game_nucleus')}"
+        )
+    else:
+        out.print(
+            "no cell masks to score against (`ctcid segment` the dataset, or ingest a synth export with masks)"
+        )
+    out.print(
+        f"randomisation similarity {s.get('randomisation_similarity')} (1: maps do not depend on the weights)"
+    )

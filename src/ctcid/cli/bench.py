@@ -10,7 +10,15 @@ import typer
 from . import _ui
 from ._app import WorkersOpt, bench_app
 
-__all__ = ["bench_counts_cmd", "bench_features_cmd", "bench_ingest", "bench_predict_cmd", "bench_train_cmd"]
+__all__ = [
+    "bench_counts_cmd",
+    "bench_features_cmd",
+    "bench_ingest",
+    "bench_predict_cmd",
+    "bench_saliency_cmd",
+    "bench_small_cohorts_cmd",
+    "bench_train_cmd",
+]
 
 
 @bench_app.command("ingest")
@@ -120,4 +128,53 @@ def bench_features_cmd(
 
     _ui.note(f"rendering {cells} cells, then timing segmentation, features and the reference loop ...")
     result = bench_features(cells=cells, size=size, workers=workers or 0)
+    _ui.bench_result(result, out)
+
+
+@bench_app.command("saliency")
+def bench_saliency_cmd(
+    dataset: Annotated[Path, typer.Argument(help="Dataset with ground-truth masks (ingested `synth --masks`).")],
+    models: Annotated[
+        str, typer.Option("--models", help="Bundles to explain, NAME=FOLDER comma-separated, e.g. all4=run/model.")
+    ],
+    methods: Annotated[str | None, typer.Option(help="Methods, comma-separated (default: all).")] = None,
+    top: Annotated[int, typer.Option(help="The N most CTC-like cells explained per model.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed of the re-initialised models.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown here.")] = None,
+) -> None:
+    """Saliency methods scored against the true cell masks, with the randomisation checks, side by side."""
+    from ..bench import bench_saliency
+    from ..bench.saliency import markdown_table
+    from ..config import parse_list, parse_map
+    from ..io import atomic_write_text
+
+    result = bench_saliency(
+        dataset,
+        parse_map(models, "--models") or {},
+        methods=parse_list(methods, "--methods"),
+        top=top,
+        seed=seed,
+        log=_ui.note,
+    )
+    _ui.bench_result(result, out)
+    if markdown:
+        atomic_write_text(markdown, markdown_table(result) + f"\ndefault: {result['default']}\n")
+
+
+@bench_app.command("small-cohorts")
+def bench_small_cohorts_cmd(
+    seeds: Annotated[int, typer.Option(help="Cohorts (seeds) per size.")] = 5,
+    epochs: Annotated[int, typer.Option(help="Training epochs of the CNN per fold.")] = 10,
+    input_size: Annotated[int, typer.Option(help="Input size of the CNN in px.")] = 32,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the pooled ROC-AUC.")] = 1000,
+    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown here.")] = None,
+) -> None:
+    """features_logreg, features_gbm and a small CNN cross-validated on cohorts of 24-60 cells: pooled ROC-AUC."""
+    from ..bench import bench_small_cohorts
+
+    result = bench_small_cohorts(
+        seeds=seeds, epochs=epochs, input_size=input_size, n_boot=n_boot, markdown=markdown, log=_ui.note
+    )
     _ui.bench_result(result, out)

@@ -97,14 +97,14 @@ def export_onnx(
 
     from ..io import CellDataset
     from ..io._atomic import atomic_write_bytes, atomic_write_text
-    from ..models import TreeEnsemble, load_bundle
+    from ..models import LinearModel, TreeEnsemble, load_bundle
 
     model_dir = Path(model_dir)
     bundle = load_bundle(model_dir)
     meta = bundle.meta
-    if isinstance(bundle.model, TreeEnsemble):
+    if isinstance(bundle.model, TreeEnsemble | LinearModel):
         raise CtcidError(
-            "features_gbm is already stored as portable tree arrays; ONNX export covers the networks", model_dir
+            f"{meta.architecture} is already stored as portable arrays; ONNX export covers the networks", model_dir
         )
     target = Path(out) if out else model_dir / ONNX_FILE
     if target.exists() and not overwrite:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._atomic import atomic_dir, atomic_write_bytes, atomic_write_text
+from ._atomic import atomic_dir, atomic_write_bytes, atomic_write_text, output_errors
 from .imread import Image, read_image, sniff_format, to_uint16
 from .ingest import IngestOptions, IngestResult, fit_to_size, ingest
 from .layouts import CLASSES, LAYOUTS, CellSource, IngestPlan, Rejection, detect_layout, plan_ingest
@@ -29,6 +29,7 @@ __all__ = [
     "fit_to_size",
     "ingest",
     "load_true_masks",
+    "output_errors",
     "plan_ingest",
     "read_image",
     "sniff_format",

@@ -164,6 +164,35 @@ def _inside(root: Path, path: str) -> bool:
     return True
 
 
+def _path_id(parts: tuple[str, ...], stem: str) -> str:
+    """A cell id from a file's folders below the export's root and its stem: ``CTC/c0`` for ``CTC/c0.png``."""
+    return "/".join((*parts, stem))
+
+
+def _repeated_name(keys: list[tuple[str, tuple[str, ...], str]]) -> str | None:
+    """The path id of a file whose (sample, name) pair occurs in more than one folder, as when each class folder
+    numbers its cells from 1 (``CTC/c0.png`` and ``WBC/c0.png``); ``None`` when names do not repeat."""
+    folders: dict[tuple[str, str], tuple[str, ...]] = {}
+    for sample, parts, name in keys:
+        if folders.setdefault((sample, name), parts) != parts:
+            return _path_id(parts, name)
+    return None
+
+
+#: Said by ingest when every cell has the same sample (patient) id.
+ONE_SAMPLE_NOTE = (
+    "every cell has the same sample id ({sample}): fine to predict, but `ctcid train` and `cv` split by patient "
+    "and will refuse it; if the cells come from several patients, ingest again with --sample-regex (the patient "
+    "from file names) or from a manifest with a sample_id column; if the patients are truly unknown, train with "
+    "--samples-unknown"
+)
+#: Said by ingest when cell ids come from paths.
+PATH_IDS_NOTE = (
+    "file names repeat across class or sample folders (e.g. {example}): cell ids are the paths relative to the "
+    "export's root, without extension"
+)
+
+
 def fold_label(raw: object, label_map: dict[str, str]) -> str | None:
     """Map a raw label or folder name onto ``ctc``/``wbc``; ``None`` for an empty label.
 
@@ -379,10 +408,10 @@ def _per_file_cells(
 
 
 def _plan_deparray(
-    src, channels, channel_map, label_map, labels, rejected, files
+    src, channels, channel_map, label_map, labels, rejected, files, notes
 ) -> tuple[list[str], list[CellSource]]:
-    groups: dict[tuple[str, str], CellSource] = {}
-    duplicates: set[tuple[str, str]] = set()
+    groups: dict[tuple[str, tuple[str, ...], str], CellSource] = {}
+    duplicates: set[tuple[str, tuple[str, ...], str]] = set()
     for f, sample, klass in _per_file_cells(src, files, label_map, rejected):
         split = _split_channel(f.stem)
         if split is None:
@@ -394,26 +423,31 @@ def _plan_deparray(
         channel = channel_map.get(raw_channel, channel_map.get(raw_channel.upper(), raw_channel))
         if channels and channel not in channels:
             continue
-        key = (sample, cell_id)
+        key = (sample, f.parts[:-1], cell_id)
         cell = groups.setdefault(key, CellSource(sample, cell_id, klass, {}))
         if channel in cell.files or (cell.label != klass):
             duplicates.add(key)
             continue
         cell.files[channel] = (f.path, None)
+    example = _repeated_name(list(groups))
+    if example:
+        notes.append(PATH_IDS_NOTE.format(example=example))
+        for (_, parts, name), cell in groups.items():
+            cell.cell_id = _path_id(parts, name)
     found = _order_channels(sorted({c for cell in groups.values() for c in cell.files}))
     wanted = list(channels) if channels else found
     cells = []
     for key, cell in groups.items():
         any_file = next(iter(cell.files.values()))[0]
         if key in duplicates:
-            rejected.append(
-                Rejection(*key, any_file, "duplicate cell id: more than one file for the same channel")
-            )
+            why = "duplicate cell id: more than one file for the same channel"
+            rejected.append(Rejection(cell.sample_id, cell.cell_id, any_file, why))
             continue
         missing = [c for c in wanted if c not in cell.files]
         if missing:
-            example = Path(any_file).with_name(f"{cell.cell_id}_{missing[0]}{Path(any_file).suffix}")
-            rejected.append(Rejection(*key, str(example), f"missing channel file for {', '.join(missing)}"))
+            example = Path(any_file).with_name(f"{key[2]}_{missing[0]}{Path(any_file).suffix}")
+            why = f"missing channel file for {', '.join(missing)}"
+            rejected.append(Rejection(cell.sample_id, cell.cell_id, str(example), why))
             continue
         cells.append(cell)
     table = _Labels(lab, label_map) if (lab := _labels_file(src, labels)) else None
@@ -423,7 +457,7 @@ def _plan_deparray(
 
 
 def _plan_manifest(
-    src, channels, channel_map, label_map, labels, rejected, files
+    src, channels, channel_map, label_map, labels, rejected, files, notes
 ) -> tuple[list[str], list[CellSource]]:
     path = src if src.is_file() else next(p for p in src.glob("*.csv") if p.name.lower() in _MANIFEST_NAMES)
     rows = _read_csv(path)
@@ -451,6 +485,7 @@ def _plan_manifest(
     extra_cols = [c for c in others if c not in channel_cols.values()]
     base = path.parent
     seen: set[tuple[str, str]] = set()
+    images: dict[tuple[str, ...], str] = {}
     cells = []
     for lineno, row in enumerate(rows, start=2):
         sample, cell_id = row[sample_col], row[cell_col]
@@ -473,6 +508,11 @@ def _plan_manifest(
         if missing:
             rejected.append(Rejection(sample, cell_id, where, f"missing channel file for {', '.join(missing)}"))
             continue
+        image = tuple(os.path.realpath(p) for p, _ in files.values())
+        if image in images:
+            rejected.append(Rejection(sample, cell_id, where, f"the same image as cell {images[image]}"))
+            continue
+        images[image] = cell_id
         cells.append(
             CellSource(
                 sample, cell_id, row[label_col] if label_col else None, files, {c: row[c] for c in extra_cols}
@@ -490,6 +530,7 @@ def _plan_single_file(
     labels,
     rejected,
     files,
+    notes,
     *,
     rgb: bool,
     sample_regex: str | None,
@@ -517,19 +558,32 @@ def _plan_single_file(
             order = [f"C{i}" for i in range(n)]
         order = [channel_map.get(c, c) for c in order]
         planes = {name: i for i, name in enumerate(order)}
-    seen: set[tuple[str, str]] = set()
-    cells = []
+    found = []
     for f, sample, klass in _per_file_cells(src, files, label_map, rejected):
         if pattern is not None:
             m = pattern.search(f.stem)
             sample = (m.group(1) if m.groups() else m.group(0)) if m else sample
         if rgb and klass is None and len(f.parts) >= 2:
             klass = f.parts[0]
-        cell_id = f.stem
+        found.append((f, sample, klass))
+    example = _repeated_name([(sample, f.parts[:-1], f.stem) for f, sample, _ in found])
+    by_path = example is not None
+    if by_path:
+        notes.append(PATH_IDS_NOTE.format(example=example))
+    seen: set[tuple[str, str]] = set()
+    images: dict[str, str] = {}
+    cells = []
+    for f, sample, klass in found:
+        cell_id = _path_id(f.parts[:-1], f.stem) if by_path else f.stem
         if (sample, cell_id) in seen:
             rejected.append(Rejection(sample, cell_id, f.path, "duplicate cell id"))
             continue
+        real = os.path.realpath(f.path)
+        if real in images:
+            rejected.append(Rejection(sample, cell_id, f.path, f"the same image as cell {images[real]}"))
+            continue
         seen.add((sample, cell_id))
+        images[real] = cell_id
         cells.append(CellSource(sample, cell_id, klass, {c: (f.path, planes[c]) for c in order}))
     table = _Labels(lab, label_map) if (lab := _labels_file(src, labels)) else None
     if table is not None and any(c.label is not None for c in cells):
@@ -590,7 +644,7 @@ def plan_ingest(
     if layout != "manifest" and not files:
         raise CtcidError("empty folder: no image files (.tif, .png, .jpg, ...) found", src)
     rejected: list[Rejection] = []
-    args = (src, channels, channel_map, label_map, labels, rejected, files)
+    args = (src, channels, channel_map, label_map, labels, rejected, files, notes)
     if layout == "deparray":
         order, cells = _plan_deparray(*args)
     elif layout == "manifest":
@@ -601,5 +655,8 @@ def plan_ingest(
         )
     if not order:
         raise CtcidError("no channels found", src)
+    samples = {c.sample_id for c in cells}
+    if len(cells) > 1 and len(samples) == 1:
+        notes.append(ONE_SAMPLE_NOTE.format(sample=next(iter(samples))))
     root = src.parent if src.is_file() else src
     return IngestPlan(layout, detected, root, order, cells, rejected, channel_axis, notes)

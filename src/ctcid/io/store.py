@@ -25,9 +25,11 @@ cohort of millions of cells is never copied or loaded whole.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +122,8 @@ class DatasetWriter:
             raise ValueError("one table row per cell")
         data = np.ascontiguousarray(pixels, dtype="<u2")
         hist, digest = summary if summary is not None else summarise_block(data)
-        self._fh.write(memoryview(data).cast("B"))
+        with self._naming_errors():
+            self._fh.write(memoryview(data).cast("B"))
         self._hash.update(digest)
         self._hist += hist
         self._rows.append(rows)
@@ -146,9 +149,10 @@ class DatasetWriter:
 
     def finish(self, info: dict[str, Any]) -> dict[str, Any]:
         """Write the table and the header; returns the header."""
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        with self._naming_errors():
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
         table = pd.concat(self._rows, ignore_index=True) if self._rows else pd.DataFrame()
         table.insert(0, "index", np.arange(len(table), dtype=np.int64))
         self._hash.update(
@@ -180,9 +184,21 @@ class DatasetWriter:
         atomic_write_text(self.folder / HEADER_FILE, json.dumps(header, indent=2) + "\n")
         return header
 
+    @contextlib.contextmanager
+    def _naming_errors(self) -> Iterator[None]:
+        """A failed write of the pixel store names it (the operating system's error names no file)."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = str(self.folder / PIXELS_FILE)
+            raise
+
     def abort(self) -> None:
+        """Close the pixel store after a failure; closing may fail again (a full disk), which is not news."""
         if not self._fh.closed:
-            self._fh.close()
+            with contextlib.suppress(OSError):
+                self._fh.close()
 
 
 class CellDataset:

@@ -112,7 +112,8 @@ def create_model(
         raise CtcidError("give either --pretrained or --weights, not both")
     if name in ARRAY_MODELS:
         raise CtcidError(
-            f"{name} is a model of plain arrays on the feature table, not a network; train it with `ctcid train`"
+            f"{name} is a {'tree' if name in TREE_MODELS else 'linear'} model on the feature table, not a "
+            "network; train it with `ctcid train`"
         )
     if in_chans < 1 or num_classes < 1:
         raise CtcidError(f"in_chans and num_classes must be >= 1, got {in_chans} and {num_classes}")

@@ -125,12 +125,12 @@ def bundle_logits(
 
     Feature models get their features from the dataset's cache (see :func:`bundle_features`).
     """
-    from ..models import TreeEnsemble
+    from ..models import LinearModel, TreeEnsemble
 
     meta = bundle.meta  # type: ignore[attr-defined]
     model = bundle.model  # type: ignore[attr-defined]
     features = bundle_features(meta, ds)
-    if isinstance(model, TreeEnsemble):
+    if isinstance(model, TreeEnsemble | LinearModel):
         cells = np.asarray(cells, np.int64)
         out = model.decision_function(features[cells]).astype(np.float32)
         if progress:

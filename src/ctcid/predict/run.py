@@ -98,7 +98,7 @@ def choose_engine(model: str | os.PathLike[str], engine: str, device: str, paral
     from .._runtime import resolve_device
     from ..models import load_bundle, read_meta
     from ..models.bundle import verify_bundle
-    from ..models.registry import TREE_MODELS
+    from ..models.registry import ARRAY_MODELS, TREE_MODELS
     from .onnx import ENGINES, load_onnx, verified_engines
 
     if engine not in ENGINES:
@@ -108,13 +108,14 @@ def choose_engine(model: str | os.PathLike[str], engine: str, device: str, paral
         gpu = device != "cpu" and resolve_device(device).type == "cuda"
         engine = (
             "torch"
-            if gpu or parallel or meta.architecture in TREE_MODELS
+            if gpu or parallel or meta.architecture in ARRAY_MODELS
             else verified_engines(model, meta.model_id)[0]
         )
     if parallel and engine != "torch":
         raise CtcidError("data-parallel prediction runs the PyTorch engine; drop --engine or --devices")
     if engine == "torch":
-        return load_bundle(model), ("trees" if meta.architecture in TREE_MODELS else "torch")
+        arrays = "trees" if meta.architecture in TREE_MODELS else "linear"
+        return load_bundle(model), (arrays if meta.architecture in ARRAY_MODELS else "torch")
     verify_bundle(model)  # the weights' sha256 and the metadata, before onnxruntime runs
     return load_onnx(model, int8=engine == "onnx-int8"), engine
 

@@ -20,13 +20,35 @@ from ..config import ConfigError, Options, option
 from ..features import FeatureConfig
 from ..segment import SegmentConfig
 
-__all__ = ["EXTRA_MODES", "FEATURE_MODELS", "LOSSES", "SAMPLERS", "GBMConfig", "TrainConfig"]
+__all__ = [
+    "EXTRA_MODES",
+    "FEATURE_MODELS",
+    "LOSSES",
+    "SAMPLERS",
+    "SMALL_STUDY_CELLS",
+    "GBMConfig",
+    "LogRegConfig",
+    "TrainConfig",
+    "auto_min_samples_leaf",
+]
 
 LOSSES = ("bce", "weighted_bce", "focal")
 SAMPLERS = ("shuffle", "balanced")
 EXTRA_MODES = ("extra", "substitute")
 #: Models that read the hand-crafted feature table (System B).
-FEATURE_MODELS = ("features_gbm", "features_mlp", "dual_branch")
+FEATURE_MODELS = ("features_logreg", "features_gbm", "features_mlp", "dual_branch")
+#: Fewer labelled cells than this make a small study: ``train`` and ``cv`` print what works there.
+SMALL_STUDY_CELLS = 300
+
+
+def auto_min_samples_leaf(n_train: int) -> int:
+    """The trees' ``min_samples_leaf`` for ``n_train`` training cells: a twentieth of them, between 2 and 10, so
+    that tens of cells can still be split and large sets keep leaves of 10.
+
+    >>> auto_min_samples_leaf(20), auto_min_samples_leaf(120), auto_min_samples_leaf(5000)
+    (2, 6, 10)
+    """
+    return int(min(10, max(2, n_train // 20)))
 
 
 @dataclass
@@ -37,8 +59,34 @@ class GBMConfig(Options):
     max_iter: int = option(300, help="Boosting rounds grown (at most).", ge=1)
     learning_rate: float = option(0.05, help="Shrinkage of each tree.", gt=0)
     max_leaf_nodes: int = option(15, help="Leaves per tree.", ge=2)
-    min_samples_leaf: int = option(10, help="Fewest training cells in a leaf.", ge=1)
+    min_samples_leaf: int | None = option(
+        None,
+        help="Fewest training cells in a leaf (default: a twentieth of the training cells, between 2 and 10).",
+        ge=1,
+    )
     l2_regularization: float = option(1.0, help="L2 penalty on the leaf values.", ge=0)
+
+
+@dataclass
+class LogRegConfig(Options):
+    """Options of ``features_logreg`` (scikit-learn's ``LogisticRegression`` on the standardised feature table).
+    The regularisation strength is the one best on the validation patients, or, when they hold fewer than
+    ``min_val_ctc`` CTCs or WBCs, by patient-grouped cross-validation inside the training cells."""
+
+    c_grid: list[float] = option(
+        default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
+        help="Inverse regularisation strengths C tried, weakest penalty last (ties go to the smaller C).",
+    )
+    min_val_ctc: int = option(
+        5, help="Fewest validation CTCs (and WBCs) for choosing C on the validation patients.", ge=1
+    )
+    inner_folds: int = option(5, help="Most patient-grouped inner folds when C is chosen inside training.", ge=2)
+    clip: float = option(5.0, help="Standardised values are clipped to +-clip (outliers of small sets).", gt=0)
+    max_iter: int = option(5000, help="Solver iterations (at most).", ge=10)
+
+    def __check__(self) -> None:
+        if not self.c_grid or any(not c > 0 for c in self.c_grid):
+            raise ConfigError("c_grid", "needs at least one C, every C > 0")
 
 
 @dataclass
@@ -48,7 +96,7 @@ class TrainConfig(Options):
     model: str = option(
         "resnet34",
         help="Model: a timm backbone (resnet34, resnet50, efficientnet_b4, densenet121, ...) or a ctcid model "
-        "(features_gbm, features_mlp, dual_branch).",
+        "(features_logreg, features_gbm, features_mlp, dual_branch).",
     )
     channels: list[str] = option(
         default_factory=lambda: ["BF"],
@@ -75,6 +123,12 @@ class TrainConfig(Options):
         help="Augmentation: the families (geometric, illumination, noise) and their parameters.",
         cli=False,
     )
+    augment_strength: str = option(
+        "data",
+        help="data: the strength of each augmentation family set from the variation the training patients show "
+        "(recorded in augment.json); fixed: the augment section as given.",
+        choices=("data", "fixed"),
+    )
     input_size: int | None = option(
         None,
         help="Model input size in px (default: the crop size); crops are resampled on the device.",
@@ -86,6 +140,11 @@ class TrainConfig(Options):
     )
     weights: str | None = option(None, help="Local safetensors weights to start from.")
     epochs: int = option(30, help="Maximum epochs.", ge=1)
+    max_steps: int | None = option(
+        None,
+        help="Optimiser steps to train for, instead of --epochs (ablations give every variant the same).",
+        ge=1,
+    )
     batch_size: int = option(128, help="Batch size.", ge=2)
     lr: float = option(1e-3, help="Peak learning rate (one-cycle, AdamW).", gt=0)
     weight_decay: float = option(1e-4, help="AdamW weight decay.", ge=0)
@@ -137,6 +196,18 @@ class TrainConfig(Options):
         ge=0,
     )
     feature_hidden: int = option(128, help="Width of the feature MLP.", ge=1, cli=False)
+    samples_unknown: bool = option(
+        False,
+        help="The cells' patients are unknown: each cell is its own group in the splits (patients unknown: "
+        "metrics may be optimistic, and every output says so).",
+    )
+    l1_ratio: float = option(
+        0.0,
+        help="features_logreg: elastic-net mixing, 0 = L2 (ridge), 1 = L1 (lasso), between = both.",
+        ge=0,
+        le=1,
+    )
+    logreg: LogRegConfig = option(default_factory=LogRegConfig, help="Options of features_logreg.", cli=False)
     gbm: GBMConfig = option(default_factory=GBMConfig, help="Options of features_gbm.", cli=False)
     segmentation: SegmentConfig = option(
         default_factory=SegmentConfig, help="Segmentation that feature models read.", cli=False

@@ -14,9 +14,10 @@ from typing import Any
 
 from ..evaluate import Split
 from ..io import CellDataset
-from ..models.registry import TREE_MODELS
+from ..models.registry import ARRAY_MODELS, LINEAR_MODELS, TREE_MODELS
 from .config import TrainConfig
 from .finish import FitResult, Fitted, finish
+from .linear import fit_linear
 from .network import fit_network
 from .run import TrainingRun
 from .trees import fit_trees
@@ -27,7 +28,9 @@ __all__ = ["fit", "fit_model", "fit_summary"]
 def fit_model(run: TrainingRun, log: Callable[[str], None] | None = None) -> tuple[Fitted, FitResult] | None:
     """Fit the run's model family and finish it (bundle, predictions, metrics); ``None`` in a data-parallel
     worker process. The run is not completed: explanations may follow."""
-    fitted = (fit_trees if run.cfg.model in TREE_MODELS else fit_network)(run, log)
+    model = run.cfg.model
+    family = fit_trees if model in TREE_MODELS else fit_linear if model in LINEAR_MODELS else fit_network
+    fitted = family(run, log)
     if fitted is None:
         return None
     return fitted, finish(run, fitted)
@@ -35,7 +38,9 @@ def fit_model(run: TrainingRun, log: Callable[[str], None] | None = None) -> tup
 
 def fit_summary(fitted: Fitted, result: FitResult) -> dict[str, Any]:
     """The fields a completed ``run.json`` adds."""
+    chosen = {"model_selection": fitted.extra["model_selection"]} if "model_selection" in fitted.extra else {}
     return {
+        **chosen,
         "accelerator": fitted.accelerator,
         "precision": fitted.precision,
         "best_epoch": fitted.best_epoch,
@@ -64,11 +69,12 @@ def fit(
     once at the end. In a data-parallel worker process the result is empty (the first process writes the run).
     """
     run = TrainingRun.prepare(
-        ds, split, cfg, out, resume=resume, overwrite=overwrite, restartable=cfg.model not in TREE_MODELS
+        ds, split, cfg, out, resume=resume, overwrite=overwrite, restartable=cfg.model not in ARRAY_MODELS
     )
-    done = fit_model(run, log)
-    if done is None:
-        return FitResult(run.out, run.out / "model", 0.5, None, None, {}, None, None)
-    fitted, result = done
-    run.complete(**fit_summary(fitted, result))
+    with run.guard(log):
+        done = fit_model(run, log)
+        if done is None:
+            return FitResult(run.out, run.out / "model", 0.5, None, None, {}, None, None)
+        fitted, result = done
+        run.complete(**fit_summary(fitted, result))
     return result

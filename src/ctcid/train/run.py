@@ -14,9 +14,11 @@ calibration, threshold, bundle, predictions, metrics), optional explanation by t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,14 +30,14 @@ import yaml
 from .._runtime import git_revision, launched_worker
 from ..config import to_yaml
 from ..errors import CtcidError
-from ..evaluate import Split, check_no_leakage, fold_table
+from ..evaluate import PATIENTS_UNKNOWN, Split, check_no_leakage, fold_table, split_groups
 from ..io import CellDataset
-from ..io._atomic import atomic_write_text
+from ..io._atomic import atomic_write_text, output_errors
 from ..io.store import package_versions
 from ..models import TrainingRecord
 from .config import TrainConfig
 
-__all__ = ["RUN_FILE", "TrainingRun", "is_complete"]
+__all__ = ["RUN_FILE", "TrainingRun", "is_complete", "run_groups"]
 
 RUN_FILE = "run.json"
 
@@ -63,12 +65,18 @@ class TrainingRun:
     test_cells: np.ndarray
     resuming: bool = False
     child: bool = False
+    created: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     t_start: float = field(default_factory=time.perf_counter)
 
     @property
     def sample_ids(self) -> np.ndarray:
         return self.ds.table["sample_id"].to_numpy()
+
+    @property
+    def groups(self) -> np.ndarray:
+        """What the split keeps together: each cell's patient, or the cell itself with ``samples_unknown``."""
+        return run_groups(self.ds, self.cfg)
 
     @classmethod
     def prepare(
@@ -90,7 +98,7 @@ class TrainingRun:
         cfg.validate()
         out = Path(out)
         ds.channel_index(cfg.channels + cfg.train_extra_channels)
-        labels, train_cells, val_cells = _split_cells(ds, split)
+        labels, train_cells, val_cells = _split_cells(ds, split, run_groups(ds, cfg))
         test = np.asarray(split.test, np.int64)
         test_cells = test[labels[test] >= 0] if len(test) else test
         run = cls(ds, split, cfg, out, labels, train_cells, val_cells, test_cells, child=launched_worker())
@@ -100,19 +108,44 @@ class TrainingRun:
             return run
         if not restartable and resume:
             resume, overwrite = False, overwrite or out.exists()
-        run.resuming = _prepare_run_dir(out, resume, overwrite)
-        if run.resuming:
-            _check_same_config(out / "config.yaml", cfg)
-        atomic_write_text(out / "config.yaml", to_yaml(cfg, "train"))
-        folds = fold_table(run.sample_ids, [split], labels=labels)
-        atomic_write_text(out / "folds.csv", folds.to_csv(index=False))
-        run.info = run._started()
-        atomic_write_text(out / RUN_FILE, json.dumps(run.info, indent=2) + "\n")
+        with output_errors(out):
+            run.resuming, run.created = _prepare_run_dir(out, resume, overwrite)
+        with run.guard():
+            if run.resuming:
+                _check_same_config(out / "config.yaml", cfg)
+            atomic_write_text(out / "config.yaml", to_yaml(cfg, "train"))
+            folds = fold_table(run.groups, [split], labels=labels)
+            atomic_write_text(out / "folds.csv", folds.to_csv(index=False))
+            run.info = run._started()
+            atomic_write_text(out / RUN_FILE, json.dumps(run.info, indent=2) + "\n")
         return run
 
+    @contextlib.contextmanager
+    def guard(self, log: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Leave no unusable run folder behind: on any error, a folder this run created is removed unless it holds
+        a checkpoint, which stays for ``--resume`` (the error says so); a full disk or a read-only output is one
+        line naming the folder (:func:`ctcid.io.output_errors`)."""
+        try:
+            with output_errors(self.out):
+                yield
+        except BaseException as exc:
+            if self.child:
+                raise
+            last = self.out / "checkpoints" / "last.ckpt"
+            if last.is_file():
+                note = f"{self.out} keeps the checkpoint of its last finished epoch: continue with --resume"
+                exc.add_note(note)
+                if log:
+                    log(note)
+            elif self.created:
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise
+
     def _started(self) -> dict[str, Any]:
+        marks = {"patients_unknown": PATIENTS_UNKNOWN} if self.cfg.samples_unknown else {}
         return {
             "status": "running",
+            **marks,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "seed": self.cfg.seed,
             "dataset": str(self.ds.path),
@@ -150,10 +183,17 @@ class TrainingRun:
         atomic_write_text(self.out / RUN_FILE, json.dumps(self.info, indent=2, default=float) + "\n")
 
 
-def _split_cells(ds: CellDataset, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels, training and validation cells of a split, checked: no patient on both sides, and both classes
-    on each side."""
-    check_no_leakage(ds.table["sample_id"].to_numpy(), split)
+def run_groups(ds: CellDataset, cfg: TrainConfig) -> np.ndarray:
+    """The groups of a run's splits (:func:`ctcid.evaluate.split_groups`): patients, or cells with
+    ``samples_unknown``."""
+    t = ds.table
+    return split_groups(t["sample_id"].to_numpy(), t["cell_id"].to_numpy(), samples_unknown=cfg.samples_unknown)
+
+
+def _split_cells(ds: CellDataset, split: Split, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, training and validation cells of a split, checked: no patient (group) on both sides, and both
+    classes on each side."""
+    check_no_leakage(groups, split)
     labels = ds.labels()
     train_cells = np.asarray(split.train, np.int64)
     val_cells = np.asarray(split.val, np.int64)
@@ -163,14 +203,14 @@ def _split_cells(ds: CellDataset, split: Split) -> tuple[np.ndarray, np.ndarray,
     return labels, train_cells, val_cells
 
 
-def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
-    """Create or reopen a run folder; returns True when resuming from a checkpoint."""
+def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> tuple[bool, bool]:
+    """Create or reopen a run folder; returns whether it resumes from a checkpoint and whether it was created."""
     last = out / "checkpoints" / "last.ckpt"
     if out.exists():
         if resume:
             if is_complete(out):
                 raise CtcidError("this run is already complete; nothing to resume", out)
-            return last.is_file()
+            return last.is_file(), False
         if not overwrite:
             raise CtcidError(
                 "already exists; pass --resume to continue this run or --overwrite to start again", out
@@ -179,7 +219,7 @@ def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
     elif resume:
         raise CtcidError("no run to resume here", out)
     (out / "checkpoints").mkdir(parents=True)
-    return False
+    return False, True
 
 
 def _check_same_config(path: Path, cfg: TrainConfig) -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..data import feature_matrix
 from ..models import BundleMeta, TreeEnsemble
+from .config import auto_min_samples_leaf
 from .finish import Fitted
 from .network import feature_spec
 from .run import TrainingRun
@@ -50,11 +51,16 @@ def fit_trees(run: TrainingRun, log: Callable[[str], None] | None = None) -> Fit
     feats, names = feature_matrix(ds, cfg.segmentation, cfg.features, channels=cfg.channels)
     X = feats.astype(np.float64)
     opts = cfg.gbm.to_dict()
+    if opts["min_samples_leaf"] is None:
+        opts["min_samples_leaf"] = auto_min_samples_leaf(len(run.train_cells))
     balanced = cfg.loss in ("weighted_bce", "focal") or cfg.sampler == "balanced"
     clf = HistGradientBoostingClassifier(
         **opts, early_stopping=False, class_weight="balanced" if balanced else None, random_state=cfg.seed
     )
-    say(f"growing up to {opts['max_iter']} trees on {len(run.train_cells)} cells, {len(names)} features")
+    say(
+        f"growing up to {opts['max_iter']} trees on {len(run.train_cells)} cells, {len(names)} features "
+        f"(at least {opts['min_samples_leaf']} cells a leaf)"
+    )
     clf.fit(X[run.train_cells], labels[run.train_cells].astype(int))
     history = _staged_history(clf, X[run.val_cells], labels[run.val_cells].astype(int))
     key = cfg.monitor

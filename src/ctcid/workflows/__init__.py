@@ -17,7 +17,14 @@ from .cv import (
     system_b_variants,
 )
 from .demo import DemoResult, run_demo
-from .training import EXPORTS, explain_run, export_for_prediction, train_model, train_on_dataset
+from .training import (
+    EXPORTS,
+    explain_run,
+    export_for_prediction,
+    small_study_advice,
+    train_model,
+    train_on_dataset,
+)
 
 __all__ = [
     "EXPORTS",
@@ -31,6 +38,7 @@ __all__ = [
     "export_for_prediction",
     "run_demo",
     "run_variants",
+    "small_study_advice",
     "system_a_variants",
     "system_b_variants",
     "train_model",

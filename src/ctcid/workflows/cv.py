@@ -8,9 +8,11 @@ intervals, and ``VARIANT/counts.csv`` holds every held-out patient's counts, eac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,13 @@ from typing import Any
 import pandas as pd
 
 from ..errors import CtcidError
-from ..evaluate import Split
+from ..evaluate import PATIENTS_UNKNOWN, Split
 from ..evaluate.metrics import METRICS
 from ..io import CellDataset
-from ..io._atomic import atomic_write_text
+from ..io._atomic import atomic_write_text, output_errors
 from ..train import RUN_FILE, TrainConfig, is_complete
-from .training import train_model
+from ..train.run import run_groups
+from .training import check_models, small_study_advice, train_model
 
 __all__ = [
     "SYSTEM_A_VARIANTS",
@@ -66,9 +69,11 @@ def system_a_variants(base: TrainConfig) -> dict[str, TrainConfig]:
     return out
 
 
-#: System B's table: the image branch alone, the feature branch alone (trees and MLP), and both fused.
+#: System B's table: the image branch alone, the feature branch alone (logistic regression, trees and MLP), and
+#: both fused.
 SYSTEM_B_VARIANTS: dict[str, dict[str, Any]] = {
     "image_cnn": {},
+    "features_logreg": {"model": "features_logreg"},
     "features_gbm": {"model": "features_gbm"},
     "features_mlp": {"model": "features_mlp"},
     "dual_concat": {"model": "dual_branch", "fusion": "concat"},
@@ -107,27 +112,53 @@ def _fmt(mean: float, std: float) -> str:
 
 def _prepare_out(
     out: Path, ds: CellDataset, variants: dict[str, TrainConfig], base: TrainConfig, resume: bool, overwrite: bool
-) -> list[Split]:
-    """The folds (checked before anything is written), then the comparison folder with its records."""
-    import shutil
-
+) -> tuple[list[Split], bool]:
+    """The folds (checked before anything is written), then the comparison folder with its records; and whether
+    the folder was created here."""
     import yaml
 
     from ..evaluate import fold_table, patient_folds
 
     if out.exists() and not resume and not overwrite:
         raise CtcidError("already exists; pass --resume to finish it or --overwrite to start again", out)
-    sample_ids = ds.table["sample_id"].to_numpy()
+    groups = run_groups(ds, base)
     splits = patient_folds(
-        sample_ids, ds.labels(), n_folds=base.n_folds, seed=base.seed, val_fraction=base.val_fraction
+        groups, ds.labels(), n_folds=base.n_folds, seed=base.seed, val_fraction=base.val_fraction
     )
     if out.exists() and not resume:
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "folds.csv", fold_table(sample_ids, splits, labels=ds.labels()).to_csv(index=False))
-    records = {"train": base.to_dict(), "variants": {k: v.to_dict() for k, v in variants.items()}}
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(records, sort_keys=False))
-    return splits
+    created = not out.exists()
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+    with _cv_guard(out, created):
+        atomic_write_text(out / "folds.csv", fold_table(groups, splits, labels=ds.labels()).to_csv(index=False))
+        records = {"train": base.to_dict(), "variants": {k: v.to_dict() for k, v in variants.items()}}
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(records, sort_keys=False))
+    return splits, created
+
+
+@contextlib.contextmanager
+def _cv_guard(out: Path, created: bool, log: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Leave no unusable comparison folder: on any error, a folder created by this call is removed unless a run
+    in it finished or holds a checkpoint, which stay for ``--resume`` (the error says so)."""
+    try:
+        with output_errors(out):
+            yield
+    except BaseException as exc:
+        done = [p for p in out.glob(f"*/fold*/{RUN_FILE}") if is_complete(p.parent)]
+        started = list(out.glob("*/fold*/checkpoints/last.ckpt"))
+        if done or started:
+            note = (
+                f"{out} keeps {len(done)} finished run(s)"
+                + (f" and {len(started)} checkpoint(s)" if started else "")
+                + ": continue with --resume"
+            )
+            exc.add_note(note)
+            if log:
+                log(note)
+        elif created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def equal_steps(cfg: TrainConfig, split: Split) -> TrainConfig:
@@ -178,13 +209,17 @@ def _pool_variant(out: Path, run_dirs: list[Path], base: TrainConfig) -> tuple[d
     pooled = pd.concat([p[0] for p in parts], ignore_index=True)
     counts = pd.concat([p[1] for p in parts], ignore_index=True).sort_values("sample_id", kind="stable")
     atomic_write_text(out / "oof_predictions.csv", pooled.to_csv(index=False))
-    summary = write_metrics(out, pooled, counts, threshold=None, n_boot=base.n_boot, seed=base.seed)
-    f1, ece = summary["metrics"]["f1"], summary["metrics"]["ece"]
+    marks = {"patients_unknown": PATIENTS_UNKNOWN} if base.samples_unknown else None
+    summary = write_metrics(out, pooled, counts, threshold=None, n_boot=base.n_boot, seed=base.seed, extra=marks)
+    f1, ece, auc = summary["metrics"]["f1"], summary["metrics"]["ece"], summary["metrics"]["roc_auc"]
     row = {
         "pooled_f1": f1["value"],
         "pooled_f1_lo": f1["lo"],
         "pooled_f1_hi": f1["hi"],
         "pooled_pr_auc": summary["metrics"]["pr_auc"]["value"],
+        "pooled_roc_auc": auc["value"],
+        "pooled_roc_auc_lo": auc["lo"],
+        "pooled_roc_auc_hi": auc["hi"],
         "pooled_ece": ece["value"],
         "interval": summary["interval"],
         "count_mae": summary["counts"].get("called_mae"),
@@ -265,6 +300,12 @@ def _table_markdown(
                     strict=True,
                 )
             ],
+            "pooled ROC-AUC [95% CI]": [
+                f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+                for v, lo, hi in zip(
+                    table["pooled_roc_auc"], table["pooled_roc_auc_lo"], table["pooled_roc_auc_hi"], strict=True
+                )
+            ],
             "ECE (pooled)": table["pooled_ece"].round(3),
             "count MAE called / estimate": [
                 f"{a:.2f} / {b:.2f}" for a, b in zip(table["count_mae"], table["estimate_mae"], strict=True)
@@ -279,8 +320,14 @@ def _table_markdown(
         else "too few patients to resample them, so the pooled F1 interval resamples cells within patients and "
         "is optimistic"
     )
+    mark = (
+        f"**{PATIENTS_UNKNOWN}.** The dataset's cells have no patient ids (`--samples-unknown`): each cell is its "
+        "own group, so held-out cells share patients with training cells.\n\n"
+        if base.samples_unknown
+        else ""
+    )
     return (
-        f"# {title}\n\nDataset `{ds.path}` ({len(ds)} cells, {ds.header['n_samples']} patients, fingerprint "
+        f"# {title}\n\n{mark}Dataset `{ds.path}` ({len(ds)} cells, {ds.header['n_samples']} patients, fingerprint "
         f"`{ds.fingerprint[:19]}`); {n_folds} patient-grouped folds, seed {base.seed}; {budget}Values are mean ± "
         f"std over folds on the held-out patients; {interval}. ECE: expected calibration error of the pooled "
         f"out-of-fold probabilities. Counts per held-out patient (`VARIANT/counts.csv`): mean absolute error of "
@@ -313,11 +360,30 @@ def run_variants(
     count errors and interval coverage) and ``comparison.png``; per variant ``oof_predictions.csv``,
     ``counts.csv`` (one row per held-out patient) and the pooled metrics and plots.
     """
-    from ..evaluate import plot_model_comparison
-
     say = log or (lambda _m: None)
     out = Path(out)
-    splits = _prepare_out(out, ds, variants, base, resume, overwrite)
+    models = list(dict.fromkeys(v.model for v in variants.values()))
+    for line in small_study_advice(ds, models, samples_unknown=base.samples_unknown):
+        say(line)
+    splits, created = _prepare_out(out, ds, variants, base, resume, overwrite)
+    with _cv_guard(out, created, say):
+        return _run_all(ds, variants, out, splits, base, title, resume, same_steps, say)
+
+
+def _run_all(
+    ds: CellDataset,
+    variants: dict[str, TrainConfig],
+    out: Path,
+    splits: list[Split],
+    base: TrainConfig,
+    title: str,
+    resume: bool,
+    same_steps: bool,
+    say: Callable[[str], None],
+) -> CVResult:
+    """Every variant on every fold, then the pooled figures and the comparison table (see :func:`run_variants`)."""
+    from ..evaluate import plot_model_comparison
+
     rows, pooled, frames = [], {}, {}
     for name, cfg in variants.items():
         dirs = [out / name / f"fold{split.fold}" for split in splits]
@@ -363,6 +429,7 @@ def compare_models(
     variants = {m: replace(cfg, model=m) for m in models}
     for v in variants.values():
         v.validate()
+    check_models(models)
     return run_variants(
         _open(dataset),
         variants,

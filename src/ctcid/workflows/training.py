@@ -11,15 +11,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CtcidError
-from ..evaluate import Split, train_val_split
+from ..evaluate import PATIENTS_UNKNOWN, Split, train_val_split
 from ..explain import explain_feature_model
 from ..export import export_onnx
 from ..io import CellDataset, with_labels
 from ..models import read_meta
-from ..models.registry import TREE_MODELS
-from ..train import FitResult, Fitted, TrainConfig, TrainingRun, fit_model, fit_summary
+from ..models.registry import ARRAY_MODELS
+from ..train import FEATURE_MODELS, FitResult, Fitted, TrainConfig, TrainingRun, fit_model, fit_summary
+from ..train.config import SMALL_STUDY_CELLS
+from ..train.run import run_groups
 
-__all__ = ["EXPORTS", "explain_run", "export_for_prediction", "train_model", "train_on_dataset"]
+__all__ = [
+    "EXPORTS",
+    "check_models",
+    "explain_run",
+    "export_for_prediction",
+    "small_study_advice",
+    "train_model",
+    "train_on_dataset",
+]
 
 
 def explain_run(run: TrainingRun, fitted: Fitted, log: Callable[[str], None] | None = None) -> None:
@@ -65,15 +75,59 @@ def train_model(
     >>> train_model(ds, split, TrainConfig(model="features_gbm", channels=ds.channels), "run")  # doctest: +SKIP
     """
     run = TrainingRun.prepare(
-        ds, split, cfg, out, resume=resume, overwrite=overwrite, restartable=cfg.model not in TREE_MODELS
+        ds, split, cfg, out, resume=resume, overwrite=overwrite, restartable=cfg.model not in ARRAY_MODELS
     )
-    done = fit_model(run, log)
-    if done is None:  # a data-parallel worker process: the first process writes the run
-        return FitResult(run.out, run.out / "model", 0.5, None, None, {}, None, None)
-    fitted, result = done
-    explain_run(run, fitted, log)
-    run.complete(**fit_summary(fitted, result))
+    with run.guard(log):  # a failed run leaves nothing, or its checkpoint for --resume
+        done = fit_model(run, log)
+        if done is None:  # a data-parallel worker process: the first process writes the run
+            return FitResult(run.out, run.out / "model", 0.5, None, None, {}, None, None)
+        fitted, result = done
+        explain_run(run, fitted, log)
+        run.complete(**fit_summary(fitted, result))
     return result
+
+
+def check_models(models: list[str]) -> None:
+    """Refuse an unknown model name before anything is written (a ctcid model or a timm backbone)."""
+    from ..models import is_model
+
+    unknown = [m for m in models if not is_model(m)]
+    if unknown:
+        raise CtcidError(
+            f"unknown model(s) {', '.join(unknown)}: not a ctcid model (features_logreg, features_gbm, "
+            "features_mlp, dual_branch) nor a timm backbone (e.g. resnet18, resnet34)"
+        )
+
+
+def small_study_advice(ds: CellDataset, models: list[str], *, samples_unknown: bool = False) -> list[str]:
+    """What ``train`` and ``cv`` say before training on a small study (fewer than :data:`SMALL_STUDY_CELLS`
+    labelled cells) or on cells whose patients are unknown; nothing for a large study.
+
+    >>> small_study_advice(ds, ["resnet18"])  # doctest: +SKIP
+    ['40 labelled cells (12 CTC): a small study. Features first: ...']
+    """
+    y = ds.labels()
+    n, n_ctc = int((y >= 0).sum()), int((y == 1).sum())
+    lines = []
+    if samples_unknown:
+        lines.append(
+            f"{PATIENTS_UNKNOWN}: each cell is its own group in the splits, so held-out cells share patients with "
+            "training cells"
+        )
+    if n >= SMALL_STUDY_CELLS:
+        return lines
+    images = [m for m in models if m not in FEATURE_MODELS]
+    text = (
+        f"{n} labelled cells ({n_ctc} CTC): a small study. Features first: features_logreg (a regularised "
+        "logistic regression on the hand-crafted features, chosen by cross-validation) learns from tens of cells, "
+        "then features_gbm"
+    )
+    if images:
+        text += (
+            f"; {', '.join(images)} learn(s) images from scratch and need hundreds of cells per class (compare "
+            "with --models features_logreg,features_gbm,...)"
+        )
+    return [*lines, text + ". See the README's recipe for a small study."]
 
 
 #: What ``ctcid train`` exports after training, fastest last: nothing, FP32 ONNX, or FP32 and verified INT8.
@@ -87,7 +141,7 @@ def export_for_prediction(
     verified engine; returns the fastest engine written (``None`` for trees, which need no export). An INT8
     model that fails its check is not written (the FP32 ONNX model stays)."""
     say = log or (lambda _m: None)
-    if export == "none" or read_meta(run_dir / "model").architecture in TREE_MODELS:
+    if export == "none" or read_meta(run_dir / "model").architecture in ARRAY_MODELS:
         return None
     say(f"exporting the model to ONNX{' and INT8' if export == 'int8' else ''} and checking it against PyTorch")
     try:
@@ -116,12 +170,13 @@ def train_on_dataset(
     ``labels`` (a CSV of ``cell_id``, ``label``) adds or replaces labels first, e.g. an operator's review."""
     if export not in EXPORTS:
         raise CtcidError(f"--export must be one of {', '.join(EXPORTS)}, got {export!r}")
+    check_models([cfg.model])
     ds = dataset if isinstance(dataset, CellDataset) else CellDataset.open(dataset)
     if labels:
         ds = with_labels(ds, labels)
-    split = train_val_split(
-        ds.table["sample_id"].to_numpy(), ds.labels(), val_fraction=cfg.val_fraction, seed=cfg.seed
-    )
+    for line in small_study_advice(ds, [cfg.model], samples_unknown=cfg.samples_unknown):
+        (log or (lambda _m: None))(line)
+    split = train_val_split(run_groups(ds, cfg), ds.labels(), val_fraction=cfg.val_fraction, seed=cfg.seed)
     result = train_model(ds, split, cfg, out, resume=resume, overwrite=overwrite, log=log)
     if result.calibration is not None:  # the first (or only) process exports
         export_for_prediction(Path(out), ds, export, log)
