@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["START_METHOD", "in_order", "process_pool", "usable_cores"]
+__all__ = ["START_METHOD", "in_order", "optional_pool", "process_pool", "usable_cores", "worker_count"]
 
 T = TypeVar("T")
 
@@ -30,6 +31,40 @@ def usable_cores() -> int:
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` processes started with :data:`START_METHOD`."""
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(START_METHOD))
+
+
+def worker_count(requested: int | None, items: int, least: int) -> int:
+    """Worker processes for ``items`` items: ``requested``, or by default every usable core up to 16; 0 (work in
+    this process) when there are fewer than ``least`` items.
+
+    >>> worker_count(4, 100, 2), worker_count(4, 1, 2)
+    (4, 0)
+    """
+    if items < least:
+        return 0
+    return requested if requested is not None else min(usable_cores(), 16)
+
+
+@contextlib.contextmanager
+def optional_pool(
+    workers: int, on_error: Sequence[Callable[[], None]] = ()
+) -> Iterator[ProcessPoolExecutor | None]:
+    """A pool of ``workers`` processes, or ``None`` for 0 (work in this process), shut down at the end.
+
+    When the body fails, the ``on_error`` callbacks run (e.g. closing half-written outputs), then the pool is shut
+    down without waiting for the work still pending, which is cancelled.
+    """
+    pool = process_pool(workers) if workers > 0 else None
+    try:
+        yield pool
+    except BaseException:
+        for undo in on_error:
+            undo()
+        if pool:
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    if pool:
+        pool.shutdown()
 
 
 def in_order(

@@ -31,7 +31,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +42,7 @@ from .errors import CtcidError
 __all__ = [
     "ConfigError",
     "Options",
+    "arguments_for",
     "flag_of",
     "from_dict",
     "option",
@@ -346,6 +347,26 @@ def to_yaml(obj: Any, section: str) -> str:
     """The YAML text of an options dataclass under its section name (the resolved config of a run)."""
     data = obj.to_dict() if isinstance(obj, Options) else _plain(dataclasses.asdict(obj))
     return yaml.safe_dump({section: data}, sort_keys=False)
+
+
+def arguments_for(fn: Callable[..., Any], options: Any, **given: Any) -> dict[str, Any]:
+    """The fields of the dataclass ``options`` named like keyword-only parameters of ``fn``, then ``given``.
+
+    A call that hands a function the options it shares with a dataclass names each of them once this way.
+
+    Examples
+    --------
+    >>> @dataclasses.dataclass
+    ... class Opts:
+    ...     size: int = 80
+    ...     workers: int = 2
+    >>> def crop(image, *, size, fill=0): ...
+    >>> arguments_for(crop, Opts(), fill=1)
+    {'size': 80, 'fill': 1}
+    """
+    params = inspect.signature(fn).parameters.items()
+    taken = {name for name, p in params if p.kind == inspect.Parameter.KEYWORD_ONLY}
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.name in taken} | given
 
 
 def parse_map(text: str | None, option: str) -> dict[str, str] | None:

@@ -21,16 +21,8 @@ True
 
 from __future__ import annotations
 
-from .batch import MAX_SPECKS, AugmentConfig, AugmentParams, BatchAugment, augment_families, describe
-from .grounded import grounded_config, measure_variation
+from . import batch, grounded
+from .batch import *  # noqa: F403 (its __all__)
+from .grounded import *  # noqa: F403 (its __all__)
 
-__all__ = [
-    "MAX_SPECKS",
-    "AugmentConfig",
-    "AugmentParams",
-    "BatchAugment",
-    "augment_families",
-    "describe",
-    "grounded_config",
-    "measure_variation",
-]
+__all__ = [*batch.__all__, *grounded.__all__]

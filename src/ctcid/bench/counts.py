@@ -88,36 +88,23 @@ def bench_counts(
     from ..io import CellDataset
     from ..synth import SynthConfig
     from ..synth.dataset import synth_dataset
-    from ..train import TrainConfig
     from ..workflows import run_variants
+    from ._common import cv_config
     from .ingest import machine_info
 
     say = log or (lambda _m: None)
-    cfg = TrainConfig(
-        model=model,
-        channels=list(channels),
-        epochs=epochs,
-        batch_size=batch_size,
-        input_size=input_size,
-        n_folds=folds,
-        n_boot=200,
-        patience=epochs,
-        seed=seed,
-        progress=False,
+    cfg = cv_config(
+        model, channels, epochs, batch_size=batch_size, input_size=input_size, n_folds=folds, n_boot=200, seed=seed
+    )
+    cohort = SynthConfig(
+        patients=patients, cells_per_patient=cells_per_patient, ctc_fraction=ctc_fraction, seed=seed, size=80
     )
     results: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ctcid-bench-counts-", dir=work_dir) as tmp:
         for preset in presets:
             say(f"{preset}: rendering {patients} patients x {cells_per_patient} cells")
-            synth = SynthConfig(
-                patients=patients,
-                cells_per_patient=cells_per_patient,
-                ctc_fraction=ctc_fraction,
-                difficulty=preset,
-                seed=seed,
-                size=80,
-            )
+            synth = replace(cohort, difficulty=preset)
             ds = CellDataset.open(synth_dataset(Path(tmp) / preset / "ds", synth))
             say(f"{preset}: {folds}-fold patient-grouped CV of {model} on {', '.join(channels)}")
             run_variants(ds, {model: replace(cfg)}, Path(tmp) / preset / "cv", base=cfg, title=preset, log=say)

@@ -46,7 +46,7 @@ def _reference_loop(pixels: np.ndarray, masks: np.ndarray) -> int:
 
 
 def bench_features(
-    cells: int = 2000, size: int = 80, workers: int = 0, reference_cells: int = 300, seed: int = 0
+    cells: int = 2000, size: int = 80, workers: int | None = None, reference_cells: int = 300, seed: int = 0
 ) -> dict[str, Any]:
     """Time segmentation and features of a generated 4-channel dataset, and a scikit-image loop, in one run."""
     import warnings

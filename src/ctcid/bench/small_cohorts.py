@@ -102,20 +102,18 @@ def small_cohort_export(
 
 def _configs(epochs: int, input_size: int, n_boot: int, seed: int, n_folds: int) -> dict[str, Any]:
     """The models compared, with their shared options: the logistic regression, the trees and a small CNN."""
-    from ..train import TrainConfig
+    from ._common import cv_config
 
-    base = TrainConfig(
-        model="features_logreg",
-        channels=list(RGB.values()),
+    base = cv_config(
+        "features_logreg",
+        RGB.values(),
+        epochs,
         flatfield_channels=[],
-        epochs=epochs,
-        patience=epochs,
         batch_size=16,
         input_size=input_size,
         n_folds=n_folds,
         n_boot=n_boot,
         seed=seed,
-        progress=False,
         device="cpu",
     )
     return {m: base.replace(model=m) for m in ("features_logreg", "features_gbm", "resnet18")}

@@ -22,7 +22,7 @@ import typer
 
 from ..config import ConfigError, flag_of, parse_list, parse_map, resolve
 
-__all__ = ["AUGMENT_FAMILIES", "resolve_options", "with_options"]
+__all__ = ["AUGMENT_FAMILIES", "resolve_options", "run_with_options", "with_options"]
 
 AUGMENT_FAMILIES = ("geometric", "illumination", "noise")
 
@@ -156,3 +156,15 @@ def resolve_options(cls: type, section: str, overrides: dict[str, Any]) -> Any:
     """The options of a command: the ``--config`` file's ``section``, then the flags given, validated."""
     values = dict(overrides)
     return resolve(cls, values.pop("config", None), section, values)
+
+
+def run_with_options(
+    run: Callable[..., Any], cls: type, section: str, src: Path, out: Path, overwrite: bool, overrides: dict | None
+) -> Any:
+    """Run a command that reads ``src`` into a new dataset ``out`` (``ingest``, ``detect``): its options from
+    ``--config`` and the flags, a progress bar on stderr and its notes; return its result."""
+    from . import _ui
+
+    opts = resolve_options(cls, section, overrides or {})
+    with _ui.progress(section) as progress:
+        return run(src, out, opts, overwrite=overwrite, progress=progress, log=_ui.note)

@@ -1,134 +1,140 @@
-"""Benchmark commands: ``ctcid bench ingest``, ``train``, ``predict``, ``features`` and ``counts``."""
+"""Benchmark commands: ``ctcid bench ingest``, ``train``, ``predict``, ``counts``, ``features``, ``saliency`` and
+``small-cohorts`` and ``system-a``.
+
+Most benchmarks take their options straight from the benchmark function: :func:`_bench_command` builds the
+command from a table of the parameters to offer and their help texts, with types and defaults read from the
+function's signature, so the two cannot disagree.
+"""
 
 from __future__ import annotations
 
+import inspect
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from .. import bench
+from ..bench.system_a import ARCHITECTURES, bench_system_a, default_cohort, default_training, system_a_markdown
+from ..config import parse_list
 from . import _ui
 from ._app import WorkersOpt, bench_app
 
-__all__ = [
-    "bench_counts_cmd",
-    "bench_features_cmd",
-    "bench_ingest",
-    "bench_predict_cmd",
-    "bench_saliency_cmd",
-    "bench_small_cohorts_cmd",
-    "bench_train_cmd",
-]
+__all__ = ["bench_saliency_cmd", "bench_system_a_cmd"]
+
+OutOpt = Annotated[Path | None, typer.Option(help="Write the result as JSON here.")]
+MarkdownOpt = Annotated[Path | None, typer.Option(help="Write the table as Markdown here.")]
+DEVICE = "auto, cpu or cuda."
+PRECISION = "auto (bf16 on GPU), 32 or bf16-mixed."
+#: What a benchmark says before it starts (formatted with its options).
+NOTES = {
+    "ingest": "generating a {cells}-cell export, then timing both readers on it ...",
+    "predict": "generating {cells} cells, then timing model-only and end-to-end prediction ...",
+    "features": "rendering {cells} cells, then timing segmentation, features and the reference loop ...",
+}
 
 
-@bench_app.command("ingest")
-def bench_ingest(
-    cells: Annotated[int, typer.Option(help="Cells in the generated export.")] = 2000,
-    size: Annotated[int, typer.Option(help="Crop size in px.")] = 80,
-    workers: WorkersOpt = None,
-    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
-) -> None:
-    """Ingest throughput (cells/s) against a plain loop over the same files, in one run."""
-    from ..bench import bench_ingest as run_bench
-
-    _ui.note(f"generating a {cells}-cell export, then timing both readers on it ...")
-    result = run_bench(cells=cells, size=size, workers=workers)
-    _ui.bench_result(result, out)
-
-
-@bench_app.command("train")
-def bench_train_cmd(
-    model: Annotated[str, typer.Option(help="Backbone.")] = "resnet50",
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 512,
-    size: Annotated[int, typer.Option(help="Input size in px.")] = 96,
-    steps: Annotated[int, typer.Option(help="Timed steps (after warm-up).")] = 30,
-    warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 5,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16 on GPU), 32 or bf16-mixed.")] = "auto",
-    workers: Annotated[int, typer.Option(help="Batch loader processes.")] = 2,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model in both loops.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
-) -> None:
-    """Training images/s: model only (tensors on the device) against end to end (store + augmentation)."""
-    from ..bench import bench_train
-
-    result = bench_train(
-        model=model,
-        batch_size=batch_size,
-        size=size,
-        steps=steps,
-        warmup=warmup,
-        device=device,
-        precision=precision,
-        workers=workers,
-        compile=compile,
-    )
-    _ui.bench_result(result, out)
+def _parameter(run: Callable[..., Any], name: str, spec: Any) -> inspect.Parameter:
+    """The command-line option ``name`` of the benchmark ``run``: ``spec`` is its help text (the type and default
+    are the function's; a tuple becomes a comma-separated list, a bool a ``--name`` switch) or its full
+    annotation (the default is the function's, else ``None``)."""
+    param = inspect.signature(run).parameters.get(name)
+    default = param.default if param is not None else None
+    if not isinstance(spec, str):
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=spec)
+    hint = typing.get_type_hints(run)[name]
+    if hint is bool:
+        annotation: Any = Annotated[bool, typer.Option(f"--{name}", help=spec)]
+    elif typing.get_origin(hint) is tuple:
+        annotation, default = Annotated[str, typer.Option(help=spec)], ",".join(default)
+    else:
+        annotation = Annotated[hint, typer.Option(help=spec)]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-@bench_app.command("predict")
-def bench_predict_cmd(
-    model: Annotated[str, typer.Option(help="Backbone.")] = "resnet34",
-    cells: Annotated[int, typer.Option(help="Cells in the generated cohort.")] = 1000,
-    size: Annotated[int, typer.Option(help="Crop and input size in px.")] = 80,
-    batch_size: Annotated[int, typer.Option(help="Cells per batch.")] = 256,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16 on GPU), 32 or bf16-mixed.")] = "auto",
-    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
-) -> None:
-    """Prediction cells/s end to end (store, raw export) against model-only; on CPU also onnxruntime and INT8."""
-    from ..bench import bench_predict
+def _bench_command(name: str, run: Callable[..., dict], doc: str, options: dict[str, Any]) -> None:
+    """Register ``ctcid bench NAME``: ``options`` (parameter of ``run`` -> help text or annotation, see
+    :func:`_parameter`) then ``--out``; it says its line of :data:`NOTES`, runs the benchmark (with ``log`` when
+    ``run`` takes it), prints the result and writes it with ``--out``."""
+    note = NOTES.get(name)
+    params = [_parameter(run, k, v) for k, v in options.items()]
+    params.insert(len(options) - ("markdown" in options), _parameter(run, "out", OutOpt))
+    hints = typing.get_type_hints(run)
+    lists = [k for k, v in options.items() if isinstance(v, str) and typing.get_origin(hints[k]) is tuple]
+    takes_log = "log" in inspect.signature(run).parameters
 
-    _ui.note(f"generating {cells} cells, then timing model-only and end-to-end prediction ...")
-    result = bench_predict(
-        model=model, cells=cells, size=size, batch_size=batch_size, device=device, precision=precision
-    )
-    _ui.bench_result(result, out)
+    def command(**values: Any) -> None:
+        out = values.pop("out")
+        for k in lists:
+            values[k] = tuple(parse_list(values[k], "--" + k.replace("_", "-")) or ())
+        if note:
+            _ui.note(note.format(**values))
+        _ui.bench_result(run(**values, **({"log": _ui.note} if takes_log else {})), out)
 
-
-@bench_app.command("counts")
-def bench_counts_cmd(
-    presets: Annotated[str, typer.Option(help="Synthetic presets, comma-separated.")] = "easy,medium,hard",
-    patients: Annotated[int, typer.Option(help="Patients per preset (all counted out of fold).")] = 64,
-    cells_per_patient: Annotated[int, typer.Option(help="Cells per patient.")] = 60,
-    folds: Annotated[int, typer.Option(help="Patient-grouped folds.")] = 4,
-    model: Annotated[str, typer.Option(help="Model trained in each fold.")] = "resnet18",
-    channels: Annotated[str, typer.Option(help="Input channels.")] = "BF,DAPI,CK,CD45",
-    epochs: Annotated[int, typer.Option(help="Training epochs per fold.")] = 5,
-    seed: Annotated[int, typer.Option(help="Seed of the cohorts and the training.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
-) -> None:
-    """Coverage, width, error and bias of each count estimator on held-out synthetic patients."""
-    from ..bench import bench_counts
-    from ..config import parse_list
-
-    result = bench_counts(
-        presets=tuple(parse_list(presets, "--presets") or ()),
-        patients=patients,
-        cells_per_patient=cells_per_patient,
-        folds=folds,
-        model=model,
-        channels=tuple(parse_list(channels, "--channels") or ()),
-        epochs=epochs,
-        seed=seed,
-        log=_ui.note,
-    )
-    _ui.bench_result(result, out)
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = doc
+    command.__name__ = f"bench_{name.replace('-', '_')}_cmd"
+    bench_app.command(name)(command)
 
 
-@bench_app.command("features")
-def bench_features_cmd(
-    cells: Annotated[int, typer.Option(help="Cells in the generated dataset.")] = 2000,
-    size: Annotated[int, typer.Option(help="Crop size in px.")] = 80,
-    workers: WorkersOpt = None,
-    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
-) -> None:
-    """Segmentation and feature cells/s against a per-cell scikit-image loop, in one run."""
-    from ..bench import bench_features
-
-    _ui.note(f"rendering {cells} cells, then timing segmentation, features and the reference loop ...")
-    result = bench_features(cells=cells, size=size, workers=workers or 0)
-    _ui.bench_result(result, out)
+_bench_command(
+    "ingest",
+    bench.bench_ingest,
+    "Ingest throughput (cells/s) against a plain loop over the same files, in one run.",
+    {"cells": "Cells in the generated export.", "size": "Crop size in px.", "workers": WorkersOpt},
+)
+_bench_command(
+    "train",
+    bench.bench_train,
+    "Training images/s: model only (tensors on the device) against end to end (store + augmentation).",
+    {
+        "model": "Backbone.",
+        "batch_size": "Batch size.",
+        "size": "Input size in px.",
+        "steps": "Timed steps (after warm-up).",
+        "warmup": "Warm-up steps.",
+        "device": DEVICE,
+        "precision": PRECISION,
+        "workers": "Batch loader processes.",
+        "compile": "torch.compile the model in both loops.",
+    },
+)
+_bench_command(
+    "predict",
+    bench.bench_predict,
+    "Prediction cells/s end to end (store, raw export) against model-only; on CPU also onnxruntime and INT8.",
+    {
+        "model": "Backbone.",
+        "cells": "Cells in the generated cohort.",
+        "size": "Crop and input size in px.",
+        "batch_size": "Cells per batch.",
+        "device": DEVICE,
+        "precision": PRECISION,
+    },
+)
+_bench_command(
+    "counts",
+    bench.bench_counts,
+    "Coverage, width, error and bias of each count estimator on held-out synthetic patients.",
+    {
+        "presets": "Synthetic presets, comma-separated.",
+        "patients": "Patients per preset (all counted out of fold).",
+        "cells_per_patient": "Cells per patient.",
+        "folds": "Patient-grouped folds.",
+        "model": "Model trained in each fold.",
+        "channels": "Input channels.",
+        "epochs": "Training epochs per fold.",
+        "seed": "Seed of the cohorts and the training.",
+    },
+)
+_bench_command(
+    "features",
+    bench.bench_features,
+    "Segmentation and feature cells/s against a per-cell scikit-image loop, in one run.",
+    {"cells": "Cells in the generated dataset.", "size": "Crop size in px.", "workers": WorkersOpt},
+)
 
 
 @bench_app.command("saliency")
@@ -140,16 +146,15 @@ def bench_saliency_cmd(
     methods: Annotated[str | None, typer.Option(help="Methods, comma-separated (default: all).")] = None,
     top: Annotated[int, typer.Option(help="The N most CTC-like cells explained per model.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the re-initialised models.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
-    markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown here.")] = None,
+    out: OutOpt = None,
+    markdown: MarkdownOpt = None,
 ) -> None:
     """Saliency methods scored against the true cell masks, with the randomisation checks, side by side."""
-    from ..bench import bench_saliency
     from ..bench.saliency import markdown_table
-    from ..config import parse_list, parse_map
+    from ..config import parse_map
     from ..io import atomic_write_text
 
-    result = bench_saliency(
+    result = bench.bench_saliency(
         dataset,
         parse_map(models, "--models") or {},
         methods=parse_list(methods, "--methods"),
@@ -162,19 +167,52 @@ def bench_saliency_cmd(
         atomic_write_text(markdown, markdown_table(result) + f"\ndefault: {result['default']}\n")
 
 
-@bench_app.command("small-cohorts")
-def bench_small_cohorts_cmd(
-    seeds: Annotated[int, typer.Option(help="Cohorts (seeds) per size.")] = 5,
-    epochs: Annotated[int, typer.Option(help="Training epochs of the CNN per fold.")] = 10,
-    input_size: Annotated[int, typer.Option(help="Input size of the CNN in px.")] = 32,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of the pooled ROC-AUC.")] = 1000,
-    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
-    markdown: Annotated[Path | None, typer.Option(help="Write the table as Markdown here.")] = None,
-) -> None:
-    """features_logreg, features_gbm and a small CNN cross-validated on cohorts of 24-60 cells: pooled ROC-AUC."""
-    from ..bench import bench_small_cohorts
+_bench_command(
+    "small-cohorts",
+    bench.bench_small_cohorts,
+    "features_logreg, features_gbm and a small CNN cross-validated on cohorts of 24-60 cells: pooled ROC-AUC.",
+    {
+        "seeds": "Cohorts (seeds) per size.",
+        "epochs": "Training epochs of the CNN per fold.",
+        "input_size": "Input size of the CNN in px.",
+        "n_boot": "Bootstrap resamples of the pooled ROC-AUC.",
+        "markdown": MarkdownOpt,
+    },
+)
 
-    result = bench_small_cohorts(
-        seeds=seeds, epochs=epochs, input_size=input_size, n_boot=n_boot, markdown=markdown, log=_ui.note
+
+@bench_app.command("system-a")
+def bench_system_a_cmd(
+    work: Annotated[
+        Path, typer.Argument(help="Folder for the cohort and the runs (kept; a second call resumes).")
+    ],
+    patients: Annotated[int, typer.Option(help="Patients in the medium cohort.")] = 12,
+    cells_per_patient: Annotated[int, typer.Option(help="Cells per patient.")] = 120,
+    folds: Annotated[int, typer.Option(help="Patient-grouped folds.")] = 5,
+    epochs: Annotated[int, typer.Option(help="Epochs' worth of optimiser steps for every ablation variant.")] = 12,
+    input_size: Annotated[int, typer.Option(help="Input size of the ablation's ResNet-18 in px.")] = 40,
+    architectures: Annotated[str, typer.Option(help="Backbones compared (empty: none).")] = ",".join(
+        ARCHITECTURES
+    ),
+    arch_input_size: Annotated[int, typer.Option(help="Input size of the architecture comparison.")] = 32,
+    arch_epochs: Annotated[int, typer.Option(help="Epochs of the architecture comparison.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed of the cohort, the folds and the training.")] = 0,
+    out: OutOpt = None,
+    markdown: MarkdownOpt = None,
+) -> None:
+    """System A's ablation and architecture comparison on a medium cohort, with paired intervals."""
+    from ..io import atomic_write_text
+
+    result = bench_system_a(
+        work,
+        cohort=default_cohort().replace(patients=patients, cells_per_patient=cells_per_patient, seed=seed),
+        training=default_training().replace(
+            epochs=epochs, patience=epochs, input_size=input_size, n_folds=folds, seed=seed
+        ),
+        architectures=tuple(parse_list(architectures, "--architectures") or ()),
+        arch_size=(arch_input_size, arch_epochs),
+        log=_ui.note,
     )
     _ui.bench_result(result, out)
+    if markdown:
+        atomic_write_text(markdown, system_a_markdown(result))

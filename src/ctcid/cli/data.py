@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,7 +13,7 @@ from ..segment import SegmentConfig
 from ..synth import SynthConfig
 from . import _ui
 from ._app import OverwriteOpt, WorkersOpt, app
-from ._options import resolve_options, with_options
+from ._options import resolve_options, run_with_options, with_options
 
 __all__ = ["cohort", "features", "info", "ingest", "segment", "synth"]
 
@@ -51,9 +52,7 @@ def ingest(
     """Read an instrument export once into a packed cell dataset."""
     from ..io import ingest as run_ingest
 
-    opts = resolve_options(IngestOptions, "ingest", overrides or {})
-    with _ui.progress("ingest") as progress:
-        result = run_ingest(src, out, opts, overwrite=overwrite, progress=progress, log=_ui.note)
+    result = run_with_options(run_ingest, IngestOptions, "ingest", src, out, overwrite, overrides)
     h = result.header
     _ui.out.print(
         f"wrote {h['n_cells']} cells ({', '.join(f'{k} {v}' for k, v in h['classes'].items())}) "
@@ -102,15 +101,10 @@ def segment(
 ) -> None:
     """Segment each cell and its nucleus; masks go to DATASET/segmentation/ (failures are QC-flagged)."""
     from ..features import segment_dataset
-    from ..io import CellDataset
 
-    ds = CellDataset.open(dataset)
-    cfg = resolve_options(SegmentConfig, "segment", overrides or {})
-    with _ui.progress("segment") as progress:
-        seg = segment_dataset(ds, cfg, workers=workers or 0, overwrite=overwrite, progress=progress)
-    counts = seg.header.get("flag_counts", {})
-    flagged = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
-    _ui.out.print(f"masks of {len(ds)} cells in {dataset / 'segmentation'}; QC flags: {flagged}")
+    seg = _cached_step(segment_dataset, "segment", dataset, workers, overwrite, overrides)
+    flagged = ", ".join(f"{k} {v}" for k, v in sorted(seg.header.get("flag_counts", {}).items())) or "none"
+    _ui.out.print(f"masks of {len(seg.masks)} cells in {dataset / 'segmentation'}; QC flags: {flagged}")
 
 
 @app.command()
@@ -124,12 +118,9 @@ def features(
 ) -> None:
     """Morphology, texture and fluorescence features per cell, cached in DATASET/features/features.parquet."""
     from ..features import compute_features
-    from ..io import CellDataset, atomic_write_text
+    from ..io import atomic_write_text
 
-    ds = CellDataset.open(dataset)
-    cfg = resolve_options(SegmentConfig, "segment", overrides or {})
-    with _ui.progress("features") as progress:
-        table = compute_features(ds, cfg, workers=workers or 0, overwrite=overwrite, progress=progress)
+    table = _cached_step(compute_features, "features", dataset, workers, overwrite, overrides)
     if csv:
         atomic_write_text(csv, table.to_csv(index=False))
     failed = int(table["seg_flags"].str.contains("seg_no_cell").sum())
@@ -137,3 +128,21 @@ def features(
         f"{table.shape[1] - 4} features of {len(table)} cells in {dataset / 'features' / 'features.parquet'} "
         f"(columns and units in catalogue.csv); segmentation failed for {failed} cells"
     )
+
+
+def _cached_step(
+    step: Callable[..., Any],
+    name: str,
+    dataset: Path,
+    workers: int | None,
+    overwrite: bool,
+    overrides: dict | None,
+) -> Any:
+    """Run ``segment_dataset`` or ``compute_features`` (``step``, cached in the dataset) on ``dataset`` with the
+    segmentation options of ``--config`` and the flags, and a progress bar ``name``."""
+    from ..io import CellDataset
+
+    ds = CellDataset.open(dataset)
+    cfg = resolve_options(SegmentConfig, "segment", overrides or {})
+    with _ui.progress(name) as progress:
+        return step(ds, cfg, workers=workers or 0, overwrite=overwrite, progress=progress)

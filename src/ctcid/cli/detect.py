@@ -10,7 +10,7 @@ import typer
 from ..detect import DetectOptions
 from . import _ui
 from ._app import OverwriteOpt, WorkersOpt, app, bench_app
-from ._options import resolve_options, with_options
+from ._options import run_with_options, with_options
 
 __all__ = ["bench_detect_cmd", "detect"]
 
@@ -31,9 +31,7 @@ def detect(
     """Find every cell in the frames of a slide scan and write one crop per cell as a dataset."""
     from ..detect import detect as run_detect
 
-    opts = resolve_options(DetectOptions, "detect", overrides or {})
-    with _ui.progress("detect") as progress:
-        result = run_detect(frames, out, opts, overwrite=overwrite, progress=progress, log=_ui.note)
+    result = run_with_options(run_detect, DetectOptions, "detect", frames, out, overwrite, overrides)
     h = result.header
     _ui.out.print(
         f"wrote {h['n_cells']} cells from {result.frames} frames of {h['n_samples']} slide(s) to {out}"

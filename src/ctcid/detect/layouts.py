@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,17 +172,27 @@ def _holds_frames(folder: Path) -> bool:
     return bool(_images(folder)) or any(is_celltracks_xml(p) for p in _xmls(folder))
 
 
-def _slide_folder(folder: Path) -> Path | None:
-    """``folder`` or the first single sub-folder below it that holds frames."""
+def _subfolders(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+
+
+def _descend(folder: Path, holds: Callable[[Path], object]) -> Path | None:
+    """``folder``, or the folder down its chain of single sub-folders (10 deep at most), for which ``holds`` is
+    true; ``None`` when there is none."""
     current = folder
     for _ in range(10):
-        if _holds_frames(current):
-            return folder
-        subdirs = [p for p in sorted(current.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+        if holds(current):
+            return current
+        subdirs = _subfolders(current)
         if len(subdirs) != 1:
             return None
         current = subdirs[0]
     return None
+
+
+def _slide_folder(folder: Path) -> Path | None:
+    """``folder`` when it or the first single sub-folder below it holds frames."""
+    return None if _descend(folder, _holds_frames) is None else folder
 
 
 def find_slides(root: Path) -> list[tuple[str, Path]]:
@@ -191,7 +202,7 @@ def find_slides(root: Path) -> list[tuple[str, Path]]:
     if _slide_folder(root) is not None:
         return [(root.resolve().name, root)]
     slides = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for sub in _subfolders(root):
         if _slide_folder(sub) is not None:
             slides.append((sub.name, sub))
     if not slides:
@@ -200,15 +211,10 @@ def find_slides(root: Path) -> list[tuple[str, Path]]:
 
 
 def _descend_images(folder: Path) -> Path:
-    current = folder
-    for _ in range(10):
-        if _images(current):
-            return current
-        subdirs = [p for p in sorted(current.iterdir()) if p.is_dir() and not p.name.startswith(".")]
-        if len(subdirs) != 1:
-            break
-        current = subdirs[0]
-    raise CtcidError("no image files found in this slide folder", folder)
+    found = _descend(folder, _images)
+    if found is None:
+        raise CtcidError("no image files found in this slide folder", folder)
+    return found
 
 
 def _cartridge_xml(folder: Path) -> Path | None:

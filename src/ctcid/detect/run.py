@@ -36,12 +36,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._workers import in_order, process_pool, usable_cores
-from ..config import ConfigError, Options, option
+from .._workers import in_order, optional_pool, worker_count
+from ..config import ConfigError, Options, arguments_for, option
 from ..errors import CtcidError, InputError
 from ..io import atomic_dir
-from ..io.imread import as_planes, read_image, to_uint16
-from ..io.ingest import _single_plane
+from ..io.imread import to_uint16
+from ..io.ingest import _cached_plane, _on_error_option
 from ..io.layouts import Rejection
 from ..io.store import REJECTED_FILE, DatasetWriter, summarise_block
 from ._celltracks import EVENT_MARGIN_PX, read_celltracks_frame
@@ -50,7 +50,6 @@ from .layouts import FRAME_LAYOUTS, FramePlan, FrameSource, parse_channels, pars
 
 __all__ = ["DetectOptions", "DetectResult", "crop_events", "detect", "read_frame"]
 
-ON_ERROR = ("stop", "skip")
 MASKS_FILE = "masks.npy"
 FRAMES_FILE = "frames.csv"
 DETECT_DIR = "detect"
@@ -93,11 +92,7 @@ class DetectOptions(Options):
     min_snr: float = option(6.0, help="Detection threshold in noise units.", gt=0)
     backend: str = option("classical", help="classical, or cellpose when installed locally.", choices=BACKENDS)
     cellpose_model: str = option("cpsam", help="Cellpose weights: a name in its local model folder, or a path.")
-    on_error: str = option(
-        "stop",
-        help="stop at the first bad frame (nothing written), or skip it (listed in rejected.csv).",
-        choices=ON_ERROR,
-    )
+    on_error: str = _on_error_option("frame")
     workers: int | None = option(
         None, help="Processes (default: every available core; 0 works in this process).", ge=0
     )
@@ -154,16 +149,9 @@ def read_frame(source: FrameSource, channels: list[str]) -> tuple[np.ndarray, st
             data = np.clip(np.rint(stack[page]), 0, 65535).astype(np.uint16)
             dtypes.add("celltracks")
         else:
-            if path not in cache:
-                cache[path] = read_image(path)
-            image = cache[path]
-            if page is None:
-                data = _single_plane(image, path)
-            else:
-                stack = as_planes(image, path, "first") if image.data.ndim == 3 else image.data[None]
-                if page >= len(stack):
-                    raise InputError(f"channel {ch} is page {page + 1} but the frame has {len(stack)} pages", path)
-                data = stack[page]
+            data, count = _cached_plane(cache, path, page, "first", gray_planes=1)
+            if data is None:
+                raise InputError(f"channel {ch} is page {page + 1} but the frame has {count} pages", path)
             dtypes.add(str(data.dtype))
             data, _ = to_uint16(data, path)
         planes.append(data)
@@ -385,17 +373,7 @@ def detect(
     say = log or (lambda _msg: None)
     find_cfg = opts.find_config()
     check_backend(find_cfg)
-    plan = plan_frames(
-        src,
-        layout=opts.layout,
-        channels=opts.channels,
-        tiles_per_channel=opts.tiles_per_channel,
-        pattern=opts.pattern,
-        pixel_size_um=opts.pixel_size_um,
-        sample_id=opts.sample_id,
-        grid=tuple(opts.grid) if opts.grid else None,  # type: ignore[arg-type]
-        serpentine=opts.serpentine,
-    )
+    plan = plan_frames(src, **arguments_for(plan_frames, opts, grid=tuple(opts.grid) if opts.grid else None))
     for note in plan.notes:
         say(note)
     if find_cfg.nucleus_channel not in plan.channels:
@@ -473,13 +451,10 @@ def _detect_all(
     masks into the writers in frame order; return one row per frame read. A bad frame stops the run or is added
     to ``rejected``, as ``opts.on_error`` says."""
     n = len(frames)
-    workers = opts.workers if opts.workers is not None else min(usable_cores(), 16)
-    if n < 2:
-        workers = 0
+    workers = worker_count(opts.workers, n, 2)
     shapes: dict[str, tuple[int, int]] = {}
     frame_rows: list[dict[str, Any]] = []
-    pool = process_pool(workers) if workers > 0 else None
-    try:
+    with optional_pool(workers, on_error=[writer.abort, masks_out.abort]) as pool:
         singles = [[source] for source in frames]
         for index, (result,) in in_order(pool, _detect_batch, singles, max(2, 2 * workers), job):
             source = frames[index]
@@ -493,14 +468,6 @@ def _detect_all(
                 frame_rows.append(_store_frame(result, source, writer, masks_out))
             if progress:
                 progress(index + 1, n)
-    except BaseException:
-        writer.abort()
-        masks_out.abort()
-        if pool:
-            pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    if pool:
-        pool.shutdown()
     return frame_rows
 
 

@@ -279,14 +279,13 @@ def patient_folds(
     n_folds = int(n_folds)
     _check_fraction(val_fraction)
 
-    cells = np.flatnonzero(y >= 0)
-    ids_l, y_l = ids[cells], y[cells]
-    n_pat = np.unique(ids_l).size
-    if n_pat < 4:
-        raise CtcidError(
-            f"{n_pat} labelled patient(s): patient-grouped cross-validation needs at least 4 (2 folds, each with "
-            f"test, validation and training patients), whatever the number of folds; {NO_PATIENTS_HINT}"
-        )
+    cells, ids_l, y_l, n_pat = _labelled_cells(
+        ids,
+        y,
+        4,
+        "patient-grouped cross-validation needs at least 4 (2 folds, each with test, validation and training "
+        "patients), whatever the number of folds",
+    )
     if n_pat < n_folds + 2:
         raise CtcidError(
             f"{n_pat} labelled patient(s) are too few for {n_folds} folds: each fold needs its test patients plus "
@@ -322,6 +321,19 @@ def patient_folds(
     return splits
 
 
+def _labelled_cells(
+    ids: np.ndarray, y: np.ndarray, least: int, needs: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The labelled cells, their patients and labels, and the number of labelled patients; fewer than ``least``
+    patients are refused, ``needs`` saying why."""
+    cells = np.flatnonzero(y >= 0)
+    ids_l, y_l = ids[cells], y[cells]
+    n_pat = np.unique(ids_l).size
+    if n_pat < least:
+        raise CtcidError(f"{n_pat} labelled patient(s): {needs}; {NO_PATIENTS_HINT}")
+    return cells, ids_l, y_l, n_pat
+
+
 def train_val_split(sample_ids: object, labels: object, *, val_fraction: float = 0.2, seed: int = 0) -> Split:
     """A patient-grouped, stratified training/validation split (fold 0, empty test set).
 
@@ -344,14 +356,9 @@ def train_val_split(sample_ids: object, labels: object, *, val_fraction: float =
     y = as_labels(labels)
     check_lengths(sample_ids=ids, labels=y)
     _check_fraction(val_fraction)
-    cells = np.flatnonzero(y >= 0)
-    ids_l, y_l = ids[cells], y[cells]
-    n_pat = np.unique(ids_l).size
-    if n_pat < 2:
-        raise CtcidError(
-            f"{n_pat} labelled patient(s): a patient-grouped training/validation split needs at least 2; "
-            + NO_PATIENTS_HINT
-        )
+    cells, ids_l, y_l, n_pat = _labelled_cells(
+        ids, y, 2, "a patient-grouped training/validation split needs at least 2"
+    )
     inner = _inner_val(y_l, ids_l, val_fraction, seed)
     if inner is None:
         raise CtcidError(

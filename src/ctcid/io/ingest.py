@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._workers import in_order, process_pool, usable_cores
-from ..config import Options, option
+from .._workers import in_order, optional_pool, worker_count
+from ..config import Options, arguments_for, option
 from ..errors import CtcidError, InputError
 from ._atomic import atomic_dir
 from .imread import Image, as_planes, read_image, to_uint16
@@ -32,6 +32,15 @@ __all__ = ["IngestOptions", "IngestResult", "fit_to_size", "ingest"]
 FIT_MODES = ("pad", "resize")
 ON_ERROR = ("stop", "skip")
 _BATCH = 128
+
+
+def _on_error_option(what: str) -> Any:
+    """The ``on_error`` option of a command that reads many ``what`` (files, frames) and may skip bad ones."""
+    return option(
+        "stop",
+        help=f"stop at the first bad {what} (nothing written), or skip it (listed in rejected.csv).",
+        choices=ON_ERROR,
+    )
 
 
 @dataclass
@@ -68,11 +77,7 @@ class IngestOptions(Options):
     sample_regex: str | None = option(
         None, help="Regex whose first group in a file name is the sample (when samples are not folders)."
     )
-    on_error: str = option(
-        "stop",
-        help="stop at the first bad file (nothing written), or skip it (listed in rejected.csv).",
-        choices=ON_ERROR,
-    )
+    on_error: str = _on_error_option("file")
     workers: int | None = option(
         None, help="Decoding processes (default: every available core; 0 decodes in this process).", ge=0
     )
@@ -96,6 +101,24 @@ def _single_plane(image: Image, path: str) -> np.ndarray:
     if len(planes) > 1 and not (image.axes == "YXS" and (planes == planes[:1]).all()):
         raise InputError(f"wrong channel count: expected one channel per file, found {len(planes)}", path)
     return planes[0]
+
+
+def _cached_plane(
+    decoded: dict[str, Image], path: str, plane: int | None, axis: str, gray_planes: int
+) -> tuple[np.ndarray | None, int]:
+    """Plane ``plane`` of the image file ``path`` (decoded once per ``decoded`` cache) or, for ``None``, its one
+    plane, and the number of planes of the file; ``None`` for a plane the file does not have. A single-plane
+    file with ``plane`` given counts as ``gray_planes`` copies of that plane."""
+    if path not in decoded:
+        decoded[path] = read_image(path)
+    image = decoded[path]
+    if plane is None:
+        return _single_plane(image, path), 1
+    if image.data.ndim == 3:
+        stack = as_planes(image, path, axis)
+    else:
+        stack = np.repeat(image.data[None], gray_planes, 0)
+    return (stack[plane] if plane < len(stack) else None), len(stack)
 
 
 def fit_to_size(planes: np.ndarray, size: int, mode: str = "pad") -> tuple[np.ndarray, float, list[str]]:
@@ -152,18 +175,11 @@ def _load_cell(cell: CellSource, channels: list[str], size: int, fit: str, axis:
     planes, dtypes, rescaled = [], set(), False
     for ch in channels:
         path, plane = cell.files[ch]
-        if path not in decoded:
-            decoded[path] = read_image(path)
-        image = decoded[path]
-        if plane is None:
-            data = _single_plane(image, path)
-        else:
-            stack = as_planes(image, path, axis) if image.data.ndim == 3 else np.repeat(image.data[None], 3, 0)
-            if plane >= len(stack):
-                raise InputError(
-                    f"wrong channel count: channel {ch} is plane {plane + 1} but the file has {len(stack)}", path
-                )
-            data = stack[plane]
+        data, count = _cached_plane(decoded, path, plane, axis, gray_planes=3)
+        if data is None:
+            raise InputError(
+                f"wrong channel count: channel {ch} is plane {plane + 1} but the file has {count}", path
+            )
         dtypes.add(str(data.dtype))
         data, was_rescaled = to_uint16(data, path)
         rescaled |= was_rescaled
@@ -281,16 +297,7 @@ def ingest(
     opts = options or IngestOptions()
     opts.validate()
     say = log or (lambda _msg: None)
-    plan = plan_ingest(
-        src,
-        layout=opts.layout,
-        channels=opts.channels,
-        channel_map=opts.channel_map,
-        label_map=opts.label_map,
-        labels=opts.labels,
-        channel_axis=opts.channel_axis,
-        sample_regex=opts.sample_regex,
-    )
+    plan = plan_ingest(src, **arguments_for(plan_ingest, opts))
     for note in plan.notes:
         say(note)
     rejected = list(plan.rejected)
@@ -338,13 +345,10 @@ def _decode_all(
     """Decode the plan's cells in batches (in worker processes for large exports) and append them to ``writer``
     in order; bad cells stop the ingest or are added to ``rejected``, as ``opts.on_error`` says."""
     n = len(plan.cells)
-    workers = opts.workers if opts.workers is not None else min(usable_cores(), 16)
-    if n < 2 * _BATCH:
-        workers = 0
+    workers = worker_count(opts.workers, n, 2 * _BATCH)
     batches = [plan.cells[i : i + _BATCH] for i in range(0, n, _BATCH)]
     args = (plan.channels, size, opts.fit, plan.channel_axis)
-    pool = process_pool(workers) if workers > 0 else None
-    try:
+    with optional_pool(workers, on_error=[writer.abort]) as pool:
         done = 0
         for index, (pixels, good, errors, summary) in in_order(
             pool, _decode_batch, batches, max(2, 3 * workers), *args
@@ -361,10 +365,3 @@ def _decode_all(
             done += len(batch)
             if progress:
                 progress(done, n)
-    except BaseException:
-        writer.abort()
-        if pool:
-            pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    if pool:
-        pool.shutdown()

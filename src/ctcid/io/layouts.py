@@ -260,18 +260,37 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         raise CtcidError(f"cannot be read ({exc.strerror or exc})", path) from None
 
 
+class _CellCsv(NamedTuple):
+    """The rows of a CSV of cells, its columns and which of them hold the cell id, sample id and label."""
+
+    rows: list[dict[str, str]]
+    columns: list[str]
+    cell: str
+    sample: str | None
+    label: str | None
+
+
+def _read_cell_csv(path: Path, what: str, *, sample: bool, label: bool) -> _CellCsv:
+    """Read a CSV of cells (refused without rows) and find its ``cell_id`` column and its ``sample_id`` and
+    ``label`` columns, each refused when missing if ``sample`` or ``label`` says it is required."""
+    rows = _read_csv(path)
+    if not rows:
+        raise CtcidError(f"{what} has no rows", path)
+    columns = list(rows[0])
+    cell_col = _pick_column(columns, "cell_id", path, True)
+    sample_col = _pick_column(columns, "sample_id", path, sample)
+    label_col = _pick_column(columns, "label", path, label)
+    return _CellCsv(rows, columns, cell_col, sample_col, label_col)  # type: ignore[arg-type]
+
+
 class _Labels:
     """Labels from a CSV, looked up by (sample, cell) or by cell alone."""
 
     def __init__(self, path: Path, label_map: dict[str, str]):
         self.path = path
-        rows = _read_csv(path)
-        columns = list(rows[0]) if rows else []
-        if not rows:
-            raise CtcidError("labels file has no rows", path)
-        cell_col = _pick_column(columns, "cell_id", path, True)
-        label_col = _pick_column(columns, "label", path, True)
-        sample_col = _pick_column(columns, "sample_id", path, False)
+        rows, columns, cell_col, sample_col, label_col = _read_cell_csv(
+            path, "labels file", sample=False, label=True
+        )
         self.by_key: dict[tuple[str | None, str], dict[str, str]] = {}
         self.with_sample = sample_col is not None
         self.label_col = label_col
@@ -460,13 +479,7 @@ def _plan_manifest(
     src, channels, channel_map, label_map, labels, rejected, files, notes
 ) -> tuple[list[str], list[CellSource]]:
     path = src if src.is_file() else next(p for p in src.glob("*.csv") if p.name.lower() in _MANIFEST_NAMES)
-    rows = _read_csv(path)
-    if not rows:
-        raise CtcidError("manifest has no rows", path)
-    columns = list(rows[0])
-    cell_col = _pick_column(columns, "cell_id", path, True)
-    sample_col = _pick_column(columns, "sample_id", path, True)
-    label_col = _pick_column(columns, "label", path, False)
+    rows, columns, cell_col, sample_col, label_col = _read_cell_csv(path, "manifest", sample=True, label=False)
     others = [c for c in columns if c not in (cell_col, sample_col, label_col)]
     renamed = {c: channel_map.get(c, c) for c in others}
     if channels:

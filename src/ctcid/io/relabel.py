@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CtcidError
-from .layouts import _pick_column, _read_csv, fold_label
+from .layouts import _read_cell_csv, fold_label
 from .store import CellDataset
 
 __all__ = ["with_labels"]
@@ -60,13 +60,7 @@ def with_labels(
     path = Path(labels_csv)
     if not path.is_file():
         raise CtcidError("labels file not found", path)
-    rows = _read_csv(path)
-    if not rows:
-        raise CtcidError("labels file has no rows", path)
-    columns = list(rows[0])
-    cell_col = _pick_column(columns, "cell_id", path, True)
-    label_col = _pick_column(columns, "label", path, True)
-    sample_col = _pick_column(columns, "sample_id", path, False)
+    rows, _, cell_col, sample_col, label_col = _read_cell_csv(path, "labels file", sample=False, label=True)
     given = pd.DataFrame(rows)
     mapping = label_map or {}
     folded = []

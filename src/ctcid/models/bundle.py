@@ -229,19 +229,13 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
     meta = verify_bundle(path)
     weights = path / WEIGHTS_FILE
     if meta.architecture == "features_gbm":
-        from safetensors.numpy import load_file as load_arrays
-
         from .gbm import TreeEnsemble
 
-        try:
-            trees = TreeEnsemble.from_state_dict(load_arrays(str(weights)))
-        except (SafetensorError, ValueError, OSError) as exc:
-            raise CtcidError(f"tree arrays cannot be read ({exc})", weights) from None
-        if meta.features is None or trees.n_features != len(meta.features.names):
-            raise CtcidError("tree arrays and model.json disagree on the number of features", weights)
-        return Bundle(trees, meta, path)
+        return Bundle(_load_feature_model(TreeEnsemble, "tree arrays", weights, meta), meta, path)
     if meta.architecture == "features_logreg":
-        return Bundle(_load_linear(weights, meta), meta, path)
+        from .linear import LinearModel
+
+        return Bundle(_load_feature_model(LinearModel, "linear model arrays", weights, meta), meta, path)
     model = create_model(meta.architecture, in_chans=len(meta.channels), **meta.model_kwargs)
     try:
         state = load_file(str(weights))
@@ -252,19 +246,18 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
     return Bundle(model, meta, path)
 
 
-def _load_linear(weights: Path, meta: BundleMeta) -> Any:
-    """The :class:`ctcid.models.LinearModel` of a ``features_logreg`` bundle, checked against its metadata."""
+def _load_feature_model(cls: Any, what: str, weights: Path, meta: BundleMeta) -> Any:
+    """The feature model (:class:`~ctcid.models.TreeEnsemble` or :class:`~ctcid.models.LinearModel`, ``cls``) of
+    a bundle, read from its arrays (``what`` in messages) and checked against its metadata."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file as load_arrays
 
-    from .linear import LinearModel
-
     try:
-        model = LinearModel.from_state_dict(load_arrays(str(weights)))
+        model = cls.from_state_dict(load_arrays(str(weights)))
     except (SafetensorError, ValueError, OSError) as exc:
-        raise CtcidError(f"linear model arrays cannot be read ({exc})", weights) from None
+        raise CtcidError(f"{what} cannot be read ({exc})", weights) from None
     if meta.features is None or model.n_features != len(meta.features.names):
-        raise CtcidError("linear model arrays and model.json disagree on the number of features", weights)
+        raise CtcidError(f"{what} and model.json disagree on the number of features", weights)
     return model
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.fft as sfft
 
-__all__ = ["CHANNELS", "PAD", "render_batch", "render_signals"]
+__all__ = ["CHANNELS", "PAD", "expose", "render_signals"]
 
 CHANNELS = ("BF", "DAPI", "CK", "CD45")
 
@@ -548,20 +548,12 @@ def render_signals(
     return bf_rel, fluo, _masks(cell_in, nuc.inside)
 
 
-def render_batch(
-    cells: pd.DataFrame,
-    patients: pd.DataFrame,
-    *,
-    size: int,
-    pixel_size_um: float,
-    rng: np.random.Generator,
-    spectrum: _Spectrum | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Render one batch of cells; see :func:`ctcid.synth.render_cells` for the contract."""
-    bf_rel, fluo, masks = render_signals(
-        cells, patients, size=size, pixel_size_um=pixel_size_um, rng=rng, spectrum=spectrum
-    )
-    n = len(cells)
+def expose(
+    cells: pd.DataFrame, patients: pd.DataFrame, bf_rel: np.ndarray, fluo: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """The camera images uint16 ``[n, 4, size, size]`` of the signals of :func:`render_signals` for ``cells``:
+    illumination, background, offset, shot and read noise (see :func:`ctcid.synth.render_cells`)."""
+    n, size = len(cells), bf_rel.shape[-1]
     pat = patients.set_index("sample_id").loc[cells["sample_id"].to_numpy()]
 
     # ---- illumination, background, camera --------------------------------------------------------
@@ -582,7 +574,7 @@ def render_batch(
     images += _col(pat, "camera_offset")[:, None, None, None]
     np.maximum(images, 0.0, out=images)
     del fluo, illum, bf_rel
-    return _camera(rng, images, _col(pat, "camera_gain"), _col(pat, "read_noise")), masks
+    return _camera(rng, images, _col(pat, "camera_gain"), _col(pat, "read_noise"))
 
 
 def _camera(rng: np.random.Generator, signal: np.ndarray, gain: np.ndarray, read_noise: np.ndarray) -> np.ndarray:

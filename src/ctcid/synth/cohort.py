@@ -17,11 +17,12 @@ spawn key                      draws
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import as_completed
 from typing import Any
 
@@ -30,7 +31,7 @@ import pandas as pd
 
 from .._workers import process_pool, usable_cores
 from ..errors import CtcidError
-from ._render import _DEFOCUS_BLUR, _PSF_SIGMA_UM, CHANNELS, PAD, _Spectrum, render_batch
+from ._render import _DEFOCUS_BLUR, _PSF_SIGMA_UM, CHANNELS, PAD, _Spectrum, expose, render_signals
 from ._tiff import tiff_header, write_tiff
 from .outcomes import write_clinical
 from .presets import PRESETS, Difficulty, SynthConfig
@@ -372,9 +373,11 @@ def render_cells(
     spectrum = _Spectrum(size + 2 * PAD)
     for start in range(0, n, CHUNK):
         part = cells.iloc[start : start + CHUNK]
-        images[start : start + len(part)], masks[start : start + len(part)] = render_batch(
+        stop = start + len(part)
+        bf_rel, fluo, masks[start:stop] = render_signals(
             part, patients, size=size, pixel_size_um=pixel_size_um, rng=rng, spectrum=spectrum
         )
+        images[start:stop] = expose(part, patients, bf_rel, fluo, rng)
     return images, masks
 
 
@@ -454,25 +457,41 @@ def generate_cohort(
         ``out`` is missing or not empty, a value of ``config`` or ``workers`` is invalid, or a file cannot
         be written.
     """
+    out = _empty_target(out, config, workers, "synthetic cohorts")
+    patients, cells = sample_cells(config)
+    with _writing(out, "the cohort", config, patients):
+        for sample_id in patients["sample_id"]:
+            (out / sample_id).mkdir()
+        areas, masks = _render_all(out, config, patients, cells, workers or usable_cores(), progress)
+        _write_tables(out, config, patients, cells, areas, masks)
+    return out
+
+
+def _empty_target(
+    out: str | os.PathLike[str], config: SynthConfig, workers: int | None, what: str
+) -> pathlib.Path:
+    """``out`` as a path, once ``config`` and ``workers`` are valid and ``out`` is an existing, empty folder."""
     config.validate()
     out = pathlib.Path(out)
     if not out.is_dir():
         raise CtcidError("is not a folder; create it first", out)
     if any(out.iterdir()):
-        raise CtcidError("is not empty; synthetic cohorts are written into an empty folder", out)
+        raise CtcidError(f"is not empty; {what} are written into an empty folder", out)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise CtcidError(f"workers must be a whole number >= 1, got {workers!r}")
-    patients, cells = sample_cells(config)
+    return out
+
+
+@contextlib.contextmanager
+def _writing(out: pathlib.Path, what: str, config: SynthConfig, patients: pd.DataFrame) -> Iterator[None]:
+    """Write ``what`` into ``out`` in the body, then the clinical table when ``config.outcomes`` asks for it; a
+    failed write becomes one :class:`~ctcid.errors.CtcidError` naming ``out``."""
     try:
-        for sample_id in patients["sample_id"]:
-            (out / sample_id).mkdir()
-        areas, masks = _render_all(out, config, patients, cells, workers or usable_cores(), progress)
-        _write_tables(out, config, patients, cells, areas, masks)
+        yield
         if config.outcomes:
             write_clinical(out, patients, seed=config.seed)
     except OSError as exc:
-        raise CtcidError(f"cannot write the cohort: {exc.strerror or exc}", out) from None
-    return out
+        raise CtcidError(f"cannot write {what}: {exc.strerror or exc}", out) from None
 
 
 def _render_all(

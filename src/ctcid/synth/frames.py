@@ -51,11 +51,9 @@ import numpy as np
 import pandas as pd
 
 from .._workers import process_pool, usable_cores
-from ..errors import CtcidError
 from ._render import PAD, _camera, _Spectrum, render_signals
 from ._tiff import tiff_header, write_tiff
-from .cohort import _rng, _to_json, sample_cells
-from .outcomes import write_clinical
+from .cohort import _empty_target, _rng, _to_json, _writing, sample_cells
 from .presets import PRESETS, SynthConfig, parse_frame_size
 
 __all__ = ["FRAME_CHANNELS", "SPEC_FILE", "TRUTH_FILE", "generate_frames", "parse_frame_size", "slide_plan"]
@@ -271,14 +269,7 @@ def generate_frames(
     >>> sorted(p.name for p in out.iterdir())[:3], (out / "truth.csv").read_text().splitlines()[0]
     (['Tile000001.tif', 'Tile000002.tif', 'Tile000003.tif'], 'frame,x_px,y_px,label,diameter_um,cell_id,subtype')
     """
-    config.validate()
-    out = pathlib.Path(out)
-    if not out.is_dir():
-        raise CtcidError("is not a folder; create it first", out)
-    if any(out.iterdir()):
-        raise CtcidError("is not empty; synthetic slides are written into an empty folder", out)
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise CtcidError(f"workers must be a whole number >= 1, got {workers!r}")
+    out = _empty_target(out, config, workers, "synthetic slides")
     patients, cells = sample_cells(config)
     per_slide = config.patients > 1
     tasks, truth = [], []
@@ -287,17 +278,13 @@ def generate_frames(
         mine, slide_tasks = _plan_slide(config, p, mine, patients.iloc[[p]], out / sample if per_slide else out)
         tasks += slide_tasks
         truth.append(mine.assign(sample=sample))
-    try:
+    with _writing(out, "the slides", config, patients):
         if per_slide:
             for sample in patients["sample_id"]:
                 (out / sample).mkdir()
         _run(tasks, config, workers or usable_cores(), progress)
         _write_truth(out, pd.concat(truth, ignore_index=True), per_slide)
         _write_spec(out, config, patients, len(cells))
-        if config.outcomes:
-            write_clinical(out, patients, seed=config.seed)
-    except OSError as exc:
-        raise CtcidError(f"cannot write the slides: {exc.strerror or exc}", out) from None
     return out
 
 

@@ -33,7 +33,6 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import pathlib
@@ -43,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CtcidError
+from .presets import _PlainFields
 
 __all__ = [
     "CLINICAL_FILE",
@@ -60,7 +60,7 @@ OUTCOME_SPAWN_KEY = (4,)
 
 
 @dataclass(frozen=True)
-class OutcomeModel:
+class OutcomeModel(_PlainFields):
     """The hazard, covariates and censoring of synthetic survival outcomes.
 
     Attributes
@@ -113,10 +113,6 @@ class OutcomeModel:
     follow_up_months: float = 36.0
     loss_rate_per_month: float = 0.004
     blood_volume_ml: float = 7.5
-
-    def to_dict(self) -> dict[str, object]:
-        """The parameters as a JSON-ready dict."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def validate(self) -> None:
         """Check the values that would make the draws meaningless; raise :class:`CtcidError`."""

@@ -15,8 +15,16 @@ from ..config import ConfigError, Options, option
 __all__ = ["FRAME_DENSITIES", "FRAME_LAYOUTS", "PRESETS", "Difficulty", "SynthConfig", "parse_frame_size"]
 
 
+class _PlainFields:
+    """``to_dict`` for a dataclass of plain values: its fields as a JSON-ready dict (tuples become lists)."""
+
+    def to_dict(self) -> dict[str, object]:
+        """The field values as a JSON-ready dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
 @dataclass(frozen=True)
-class Difficulty:
+class Difficulty(_PlainFields):
     """How hard the synthetic cohort is: biology, optics, noise and artefacts.
 
     Sizes are diameters in micrometres (um), intensities in camera counts (ADU) of a 16-bit camera,
@@ -146,10 +154,6 @@ class Difficulty:
     neighbour_rate: float = 0.07
     offcentre_sd_px: float = 1.5
     offcentre_large_rate: float = 0.05
-
-    def to_dict(self) -> dict[str, object]:
-        """The field values as a JSON-ready dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 PRESETS: dict[str, Difficulty] = {

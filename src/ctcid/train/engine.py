@@ -3,7 +3,8 @@
 :func:`fit` prepares the run folder (:class:`ctcid.train.TrainingRun`), fits the model family
 (:func:`ctcid.train.network.fit_network` or :func:`ctcid.train.trees.fit_trees`), runs the shared finish step
 (:func:`ctcid.train.finish.finish`) and completes the run. ``ctcid.workflows.train_model`` adds the explanation
-step (feature importance and attributions) before completing, which is what ``ctcid train`` and ``ctcid cv`` run.
+step (feature importance and attributions) before completing (``fit(..., then=explain_run)``), which is what
+``ctcid train`` and ``ctcid cv`` run.
 """
 
 from __future__ import annotations
@@ -61,20 +62,25 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    then: Callable[[TrainingRun, Fitted, Callable[[str], None] | None], None] | None = None,
 ) -> FitResult:
     """Train one model on ``split`` (train/val and optional test cells of ``ds``) into the run folder ``out``.
 
     The calibration map (a prior-shift correction for the class weighting, then Platt scaling) and the threshold
     (max F1 of the CTC class) are fitted on the validation cells only; the test cells, when given, are predicted
     once at the end. In a data-parallel worker process the result is empty (the first process writes the run).
+    ``then(run, fitted, log)``, when given, runs after the finish step and before the run is completed (e.g. the
+    explanations of ``ctcid.workflows.train_model``).
     """
     run = TrainingRun.prepare(
         ds, split, cfg, out, resume=resume, overwrite=overwrite, restartable=cfg.model not in ARRAY_MODELS
     )
-    with run.guard(log):
+    with run.guard(log):  # a failed run leaves nothing, or its checkpoint for --resume
         done = fit_model(run, log)
-        if done is None:
+        if done is None:  # a data-parallel worker process: the first process writes the run
             return FitResult(run.out, run.out / "model", 0.5, None, None, {}, None, None)
         fitted, result = done
+        if then is not None:
+            then(run, fitted, log)
         run.complete(**fit_summary(fitted, result))
     return result

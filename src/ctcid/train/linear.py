@@ -15,18 +15,16 @@ as for every model.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
-from ..data import feature_matrix
-from ..models import BundleMeta, LinearModel
+from ..models import LinearModel
+from ._features import balanced_shift, feature_fitted, training_features
 from .config import TrainConfig
 from .finish import Fitted
-from .network import feature_spec
 from .run import TrainingRun
 
 __all__ = ["choose_c", "fit_linear", "logistic_regression", "standardisation"]
@@ -142,18 +140,13 @@ def choose_c(
 def fit_linear(run: TrainingRun, log: Callable[[str], None] | None = None) -> Fitted:
     """Fit ``features_logreg`` on the run's training cells (see the module docstring)."""
     say = log or (lambda _m: None)
-    cfg, ds, labels = run.cfg, run.ds, run.labels
-    say("segmentation and hand-crafted features (computed once, cached in the dataset)")
-    feats, names = feature_matrix(ds, cfg.segmentation, cfg.features, channels=cfg.channels)
-    X = feats.astype(np.float64)
+    cfg, labels = run.cfg, run.labels
+    X, names = training_features(run, say)
     train, val = run.train_cells, run.val_cells
     y = np.where(labels > 0, 1, 0).astype(int)
     scaler = standardisation(X[train], cfg.logreg.clip)
     Z = scaler.standardise(X)
-    balanced = cfg.loss in ("weighted_bce", "focal") or cfg.sampler == "balanced"
-    neg, pos = int((y[train] == 0).sum()), int((y[train] == 1).sum())
-    # balanced class weights multiply the CTC odds by negatives / positives: the logit shift undone first
-    shift = math.log(max(neg, 1) / max(pos, 1)) if balanced else 0.0
+    balanced, shift = balanced_shift(cfg, y[train])
     C, how, history = choose_c(Z, y, run.groups, train, val, cfg, balanced=balanced, shift=shift)
     penalty = "L2" if cfg.l1_ratio == 0 else f"elastic net (l1_ratio {cfg.l1_ratio:g})"
     say(f"logistic regression, {penalty}, {len(train)} cells, {len(names)} features: C={C:g}, chosen by {how}")
@@ -164,28 +157,16 @@ def fit_linear(run: TrainingRun, log: Callable[[str], None] | None = None) -> Fi
     model = LinearModel(
         clf.coef_.ravel(), float(clf.intercept_[0]), scaler.mean, scaler.scale, scaler.fill, scaler.clip
     )
-    meta = BundleMeta(
-        architecture="features_logreg",
-        channels=list(cfg.channels),
-        normalisation={},
-        crop_size=list(ds.crop_size),
-        input_size=ds.crop_size[0],
-        pixel_size_um=ds.pixel_size_um,
-        model_kwargs={"C": C, "l1_ratio": cfg.l1_ratio, "selection": how, "nonzero": int((model.coef != 0).sum())},
-        inputs=["features"],
-        features=feature_spec(cfg, names),
-    )
-    return Fitted(
-        model=model,
-        logits=lambda cells: model.decision_function(X[cells]),
-        meta=meta,
+    return feature_fitted(
+        run,
+        "features_logreg",
+        model,
+        X,
+        names,
+        {"C": C, "l1_ratio": cfg.l1_ratio, "selection": how, "nonzero": int((model.coef != 0).sum())},
         prior_shift=shift,
         best_epoch=int(history.index[history["C"] == C][0]),
-        epochs_run=len(history),
-        accelerator="cpu",
-        precision="float64",
         history=history,
-        features=X,
         feature_baseline=scaler.fill,
         extra={"model_selection": f"C={C:g} by {how}"},
     )

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .._runtime import accelerator_for, quiet_lightning
+from ..config import arguments_for
 from ..data import BatchPlan, Normalizer, StoreBatches, channel_normalisation, feature_matrix, training_samples
 from ..models import BundleMeta, FeatureInputs, create_model, model_inputs
 from ..predict import infer_logits
@@ -170,19 +171,10 @@ def _trainer(run: TrainingRun, s: _Setup, accelerator: str, precision: str) -> t
     augment = None
     if s.train_ds.with_images:
         augment = BatchAugment(_augment_config(run, s), out_size=s.input_size)
-    module = CTCClassifier(
-        s.model,
-        Normalizer(s.norm, run.ds.channels),
-        augment,
-        input_size=s.input_size,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        loss=cfg.loss,
-        pos_weight=s.pos_weight,
-        focal_gamma=cfg.focal_gamma,
-        seed=cfg.seed,
-        channels_last=on_gpu,
+    hparams = arguments_for(
+        CTCClassifier, cfg, input_size=s.input_size, pos_weight=s.pos_weight, channels_last=on_gpu
     )
+    module = CTCClassifier(s.model, Normalizer(s.norm, run.ds.channels), augment, **hparams)
     sampler = EpochBatches(s.train_ds)  # sharded over data-parallel processes once they exist (SamplerEpoch)
     loader_kw = {"batch_size": None, "num_workers": cfg.workers, "pin_memory": on_gpu, "persistent_workers": False}
     train_dl = DataLoader(s.train_ds, sampler=sampler, **loader_kw)

@@ -8,17 +8,15 @@ simply trains again from the start.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
-from ..data import feature_matrix
-from ..models import BundleMeta, TreeEnsemble
+from ..models import TreeEnsemble
+from ._features import balanced_shift, feature_fitted, training_features
 from .config import auto_min_samples_leaf
 from .finish import Fitted
-from .network import feature_spec
 from .run import TrainingRun
 
 __all__ = ["fit_trees"]
@@ -46,14 +44,12 @@ def fit_trees(run: TrainingRun, log: Callable[[str], None] | None = None) -> Fit
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     say = log or (lambda _m: None)
-    cfg, ds, labels = run.cfg, run.ds, run.labels
-    say("segmentation and hand-crafted features (computed once, cached in the dataset)")
-    feats, names = feature_matrix(ds, cfg.segmentation, cfg.features, channels=cfg.channels)
-    X = feats.astype(np.float64)
+    cfg, labels = run.cfg, run.labels
+    X, names = training_features(run, say)
     opts = cfg.gbm.to_dict()
     if opts["min_samples_leaf"] is None:
         opts["min_samples_leaf"] = auto_min_samples_leaf(len(run.train_cells))
-    balanced = cfg.loss in ("weighted_bce", "focal") or cfg.sampler == "balanced"
+    balanced, shift = balanced_shift(cfg, labels[run.train_cells])
     clf = HistGradientBoostingClassifier(
         **opts, early_stopping=False, class_weight="balanced" if balanced else None, random_state=cfg.seed
     )
@@ -66,31 +62,16 @@ def fit_trees(run: TrainingRun, log: Callable[[str], None] | None = None) -> Fit
     key = cfg.monitor
     best = int(history[key].idxmax() if key == "val_pr_auc" else history[key].idxmin())
     trees = TreeEnsemble.from_sklearn(clf, best + 1)
-    y_tr = labels[run.train_cells]
-    # balanced class weights multiply the CTC odds by negatives / positives: the logit shift undone first
-    shift = math.log(max(int((y_tr == 0).sum()), 1) / max(int((y_tr == 1).sum()), 1)) if balanced else 0.0
     train_mean = np.nanmean(np.where(np.isfinite(X[run.train_cells]), X[run.train_cells], np.nan), axis=0)
-    meta = BundleMeta(
-        architecture="features_gbm",
-        channels=list(cfg.channels),
-        normalisation={},
-        crop_size=list(ds.crop_size),
-        input_size=ds.crop_size[0],
-        pixel_size_um=ds.pixel_size_um,
-        model_kwargs={"trees": trees.n_trees, **opts},
-        inputs=["features"],
-        features=feature_spec(cfg, names),
-    )
-    return Fitted(
-        model=trees,
-        logits=lambda cells: trees.decision_function(X[cells]),
-        meta=meta,
+    return feature_fitted(
+        run,
+        "features_gbm",
+        trees,
+        X,
+        names,
+        {"trees": trees.n_trees, **opts},
         prior_shift=shift,
         best_epoch=best,
-        epochs_run=len(history),
-        accelerator="cpu",
-        precision="float64",
         history=history,
-        features=X,
         feature_baseline=np.where(np.isfinite(train_mean), train_mean, 0.0),
     )

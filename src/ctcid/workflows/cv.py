@@ -163,9 +163,23 @@ def _cv_guard(out: Path, created: bool, log: Callable[[str], None] | None = None
 
 def equal_steps(cfg: TrainConfig, split: Split) -> TrainConfig:
     """``cfg`` with the optimiser-step budget of ``cfg.epochs`` epochs of one sample per training cell, so that a
-    variant with more samples per cell (DAPI added in training) trains for as many steps, not more."""
-    steps = cfg.epochs * -(-len(split.train) // cfg.batch_size)
-    return replace(cfg, max_steps=steps)
+    variant with more samples per cell (DAPI added in training) trains for as many steps, not more.
+
+    The budget is spent in whole epochs of the variant's own samples (the nearest number, at least one), so that
+    every epoch ends with a validation: with two samples per cell, 15 plain epochs' steps are 8 epochs of 2x.
+
+    >>> from ctcid.evaluate import Split
+    >>> split = Split(fold=0, train=list(range(100)), val=[], test=[])
+    >>> plain = equal_steps(TrainConfig(epochs=15, batch_size=10), split)
+    >>> dapi = equal_steps(TrainConfig(epochs=15, batch_size=10, train_extra_channels=["DAPI"]), split)
+    >>> (plain.epochs, plain.max_steps), (dapi.epochs, dapi.max_steps)
+    ((15, 150), (8, 160))
+    """
+    per_cell = 1 + len(cfg.train_extra_channels) if cfg.extra_mode == "extra" else 1
+    plain = -(-len(split.train) // cfg.batch_size)
+    own = -(-len(split.train) * per_cell // cfg.batch_size)
+    epochs = max(1, round(cfg.epochs * plain / own))
+    return replace(cfg, epochs=epochs, max_steps=epochs * own)
 
 
 def _run_fold(

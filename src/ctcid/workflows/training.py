@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import CtcidError
 from ..evaluate import PATIENTS_UNKNOWN, Split, train_val_split
@@ -17,7 +18,7 @@ from ..export import export_onnx
 from ..io import CellDataset, with_labels
 from ..models import read_meta
 from ..models.registry import ARRAY_MODELS
-from ..train import FEATURE_MODELS, FitResult, Fitted, TrainConfig, TrainingRun, fit_model, fit_summary
+from ..train import FEATURE_MODELS, FitResult, Fitted, TrainConfig, TrainingRun, fit
 from ..train.config import SMALL_STUDY_CELLS
 from ..train.run import run_groups
 
@@ -57,16 +58,11 @@ def explain_run(run: TrainingRun, fitted: Fitted, log: Callable[[str], None] | N
 
 
 def train_model(
-    ds: CellDataset,
-    split: Split,
-    cfg: TrainConfig,
-    out: str | os.PathLike[str],
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    log: Callable[[str], None] | None = None,
+    ds: CellDataset, split: Split, cfg: TrainConfig, out: str | os.PathLike[str], **options: Any
 ) -> FitResult:
-    """Train one model on ``split`` into the run folder ``out``, explanations included (see the module doc).
+    """Train one model on ``split`` into the run folder ``out``, explanations included (see the module doc):
+    :func:`ctcid.train.fit` with ``then=explain_run``, whose keyword ``options`` (``resume``, ``overwrite``,
+    ``log``) it takes.
 
     Examples
     --------
@@ -74,17 +70,7 @@ def train_model(
     >>> split = train_val_split(ds.table["sample_id"], ds.labels(), val_fraction=0.2)  # doctest: +SKIP
     >>> train_model(ds, split, TrainConfig(model="features_gbm", channels=ds.channels), "run")  # doctest: +SKIP
     """
-    run = TrainingRun.prepare(
-        ds, split, cfg, out, resume=resume, overwrite=overwrite, restartable=cfg.model not in ARRAY_MODELS
-    )
-    with run.guard(log):  # a failed run leaves nothing, or its checkpoint for --resume
-        done = fit_model(run, log)
-        if done is None:  # a data-parallel worker process: the first process writes the run
-            return FitResult(run.out, run.out / "model", 0.5, None, None, {}, None, None)
-        fitted, result = done
-        explain_run(run, fitted, log)
-        run.complete(**fit_summary(fitted, result))
-    return result
+    return fit(ds, split, cfg, out, then=explain_run, **options)
 
 
 def check_models(models: list[str]) -> None:

@@ -1,0 +1,247 @@
+"""``ctcid bench system-a``: does System A's recipe help a bright-field-only model? The ablation and the
+architecture comparison on one synthetic cohort, with paired intervals.
+
+One cohort of the chosen preset is rendered (``medium`` by default: the preset calibrated so that a
+bright-field-only ResNet lands near System A's F1), then
+
+1. System A's ablation exactly as ``ctcid ablate --system A`` runs it: BF only; BF + each augmentation family;
+   all three; all three + DAPI in training, every variant on the same patient-grouped folds and with the same
+   number of optimiser steps, each variant's F1 and PR-AUC compared with BF only on the same held-out patients
+   (paired patient bootstrap);
+2. the architecture comparison (ResNet-34, ResNet-50, EfficientNet-B4, DenseNet-121 by default) on bright field
+   with System A's recipe, exactly as ``ctcid cv --models ...`` runs it, at a reduced input size, on the same
+   folds, each compared with the first architecture.
+
+Both runs keep their folders under ``work`` (resumable: a second call continues where the first stopped).
+The record holds ``{"folds", "bf_only", "full_recipe", "variants": {NAME: {"f1", "pr_auc", "f1_diff",
+"f1_diff_lo", "f1_diff_hi", ...}}, "architectures": {...}, "checks", "config", "commands", "machine"}``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "ARCHITECTURES",
+    "bench_system_a",
+    "default_cohort",
+    "default_training",
+    "system_a_markdown",
+    "variant_record",
+]
+
+#: System A's architecture comparison.
+ARCHITECTURES = ("resnet34", "resnet50", "efficientnet_b4", "densenet121")
+BF_ONLY, FULL_RECIPE = "bf", "bf+aug+dapi"
+_KEYS = ("f1_diff", "f1_diff_lo", "f1_diff_hi", "pr_auc_diff", "pr_auc_diff_lo", "pr_auc_diff_hi")
+
+
+def variant_record(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """One entry per row of a comparison ``table.csv``: pooled F1 (and interval), PR-AUC, ROC-AUC, mean F1 over
+    folds, and the paired differences from the table's reference (its first row).
+
+    >>> t = pd.DataFrame({"variant": ["bf"], "pooled_f1": [0.8], "pooled_f1_lo": [0.7], "pooled_f1_hi": [0.9],
+    ...     "pooled_pr_auc": [0.85], "pooled_roc_auc": [0.9], "f1_mean": [0.79], "f1_std": [0.05],
+    ...     "f1_diff": [0.0], "f1_diff_lo": [0.0], "f1_diff_hi": [0.0], "pr_auc_diff": [0.0],
+    ...     "pr_auc_diff_lo": [0.0], "pr_auc_diff_hi": [0.0], "f1_diff_excludes_0": [False], "train_cells": [900]})
+    >>> variant_record(t)["bf"]["f1"], variant_record(t)["bf"]["f1_diff_excludes_0"]
+    (0.8, False)
+    """
+    out = {}
+    for row in table.to_dict("records"):
+        entry: dict[str, Any] = {
+            "f1": float(row["pooled_f1"]),
+            "f1_lo": float(row["pooled_f1_lo"]),
+            "f1_hi": float(row["pooled_f1_hi"]),
+            "pr_auc": float(row["pooled_pr_auc"]),
+            "roc_auc": float(row["pooled_roc_auc"]),
+            "f1_fold_mean": float(row["f1_mean"]),
+            "f1_fold_std": float(row["f1_std"]),
+            "train_cells": int(row["train_cells"]),
+        }
+        entry.update({k: float(row[k]) for k in _KEYS})
+        entry["f1_diff_excludes_0"] = bool(row["f1_diff_excludes_0"])
+        out[str(row["variant"])] = entry
+    return out
+
+
+def _dataset(work: Path, synth: Any, say: Callable[[str], None]) -> Any:
+    from ..io import CellDataset
+    from ..synth.dataset import synth_dataset
+
+    path = work / "ds"
+    if not path.exists():
+        say(f"rendering {synth.patients} patients x {synth.cells_per_patient} cells ({synth.difficulty})")
+        synth_dataset(path, synth)
+    return CellDataset.open(path)
+
+
+def _commands(synth: Any, cfg: Any, arch_cfg: Any, architectures: tuple[str, ...]) -> list[str]:
+    """The ``ctcid`` command lines that make the same runs by hand."""
+    common = f"--folds {cfg.n_folds} --seed {cfg.seed} --batch-size {cfg.batch_size} --n-boot {cfg.n_boot}"
+    return [
+        f"ctcid synth export --patients {synth.patients} --cells-per-patient {synth.cells_per_patient} "
+        f"--ctc-fraction {synth.ctc_fraction} --difficulty {synth.difficulty} --size {synth.size} "
+        f"--seed {synth.seed}",
+        "ctcid ingest export ds",
+        f"ctcid ablate ds ablate --system A --model {cfg.model} --input-size {cfg.input_size} --epochs "
+        f"{cfg.epochs} --patience {cfg.patience} {common}",
+        f"ctcid cv ds architectures --models {','.join(architectures)} --channels BF --train-extra-channels DAPI "
+        f"--augment all --input-size {arch_cfg.input_size} --epochs {arch_cfg.epochs} --patience "
+        f"{arch_cfg.patience} {common}",
+    ]
+
+
+def default_cohort() -> Any:
+    """The benchmark's cohort: 12 ``medium`` patients x 120 cells of 64 px, 15% CTCs on average."""
+    from ..synth import SynthConfig
+
+    return SynthConfig(patients=12, cells_per_patient=120, ctc_fraction=0.15, difficulty="medium", size=64)
+
+
+def default_training() -> Any:
+    """The ablation's training: ResNet-18 from scratch at 40 px on bright field, 12 epochs' worth of steps for
+    every variant (no early stopping), 5 patient-grouped folds."""
+    from ..train import TrainConfig
+
+    return TrainConfig(model="resnet18", channels=["BF"], input_size=40, epochs=12, patience=12, batch_size=64)
+
+
+def _checks(v: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    full, bf = v[FULL_RECIPE], v[BF_ONLY]
+    return {
+        "full_recipe_beats_bf_f1": full["f1_diff"] > 0,
+        "full_recipe_beats_bf_pr_auc": full["pr_auc_diff"] > 0,
+        "full_recipe_f1_diff_interval_above_0": full["f1_diff_lo"] > 0,
+        "bf_f1_within_0.03_of_0.8": abs(bf["f1"] - 0.8) <= 0.03,
+    }
+
+
+def bench_system_a(
+    work: str | os.PathLike[str],
+    *,
+    cohort: Any = None,
+    training: Any = None,
+    architectures: tuple[str, ...] = ARCHITECTURES,
+    arch_size: tuple[int, int] = (32, 6),
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or continue) the ablation and the architecture comparison under ``work``; return the record (see the
+    module docstring).
+
+    ``cohort`` is a :class:`~ctcid.synth.SynthConfig` (default :func:`default_cohort`), ``training`` the
+    ablation's :class:`~ctcid.train.TrainConfig` (default :func:`default_training`; its ``n_folds``, ``seed``
+    and ``n_boot`` hold for both runs); the architectures train with System A's full recipe at ``arch_size``
+    = (input px, epochs). ``architectures=()`` skips the comparison."""
+    from ..workflows import ablate, compare_models
+    from .ingest import machine_info
+
+    synth, cfg = cohort or default_cohort(), (training or default_training()).replace(progress=False)
+    arch_cfg = cfg.replace(
+        train_extra_channels=["DAPI"], input_size=arch_size[0], epochs=arch_size[1], patience=arch_size[1]
+    )
+    say = log or (lambda _m: None)
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    ds = _dataset(work, synth, say)
+    ablation = ablate(ds, work / "ablate", cfg, "A", resume=(work / "ablate").exists(), log=say)
+    record: dict[str, Any] = {
+        "benchmark": "system_a",
+        "folds": cfg.n_folds,
+        "bf_only": BF_ONLY,
+        "full_recipe": FULL_RECIPE,
+        "variants": variant_record(ablation.table),
+        "steps_per_fold": sorted({int(s) for s in ablation.per_fold["steps"].dropna()}),
+    }
+    if architectures:
+        arch_dir = work / "architectures"
+        arch = compare_models(ds, arch_dir, arch_cfg, list(architectures), resume=arch_dir.exists(), log=say)
+        record["architectures"] = variant_record(arch.table)
+    record["checks"] = _checks(record["variants"])
+    record["config"] = {
+        "preset": synth.difficulty,
+        "patients": synth.patients,
+        "cells_per_patient": synth.cells_per_patient,
+        "ctc_fraction": synth.ctc_fraction,
+        "size": synth.size,
+        "cells": len(ds),
+        "architectures": list(architectures),
+        "arch_input_size": arch_size[0],
+        "arch_epochs": arch_size[1],
+        **{k: getattr(cfg, k) for k in ("model", "input_size", "epochs", "batch_size", "n_boot", "seed")},
+    }
+    record["commands"] = _commands(synth, cfg, arch_cfg, architectures)
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    record["machine"] = machine_info()
+    return record
+
+
+def _ci(e: dict[str, Any], key: str, fmt: str = "+.3f") -> str:
+    return f"{e[key]:{fmt}} [{e[key + '_lo']:{fmt}}, {e[key + '_hi']:{fmt}}]"
+
+
+def _row(name: str, e: dict[str, Any], ref: str) -> str:
+    diff = "—" if name == ref else _ci(e, "f1_diff") + (" *" if e["f1_diff_excludes_0"] else "")
+    pr = "—" if name == ref else _ci(e, "pr_auc_diff")
+    f1 = f"{e['f1']:.3f} [{e['f1_lo']:.3f}, {e['f1_hi']:.3f}]"
+    return (
+        f"| {name} | {e['roc_auc']:.3f} | {e['pr_auc']:.3f} | {f1} | {e['f1_fold_mean']:.3f} ± "
+        f"{e['f1_fold_std']:.3f} | {diff} | {pr} |"
+    )
+
+
+def _table(entries: dict[str, dict[str, Any]], ref: str) -> list[str]:
+    head = [
+        f"| variant | ROC-AUC | PR-AUC | F1 [95% CI] | F1 per fold | F1 − {ref} [95% CI] "
+        f"| PR-AUC − {ref} [95% CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    return head + [_row(name, e, ref) for name, e in entries.items()]
+
+
+def system_a_markdown(record: dict[str, Any]) -> str:
+    """The committed table of :func:`bench_system_a`'s record."""
+    cfg, v, checks = record["config"], record["variants"], record["checks"]
+    m = record["machine"]
+    lines = [
+        f"# System A on a `{cfg['preset']}` cohort ({m.get('cores', '?')}-core CPU, no GPU)",
+        "",
+        f"{cfg['patients']} patients x {cfg['cells_per_patient']} cells ({cfg['cells']} cells, "
+        f"{cfg['ctc_fraction']:.0%} CTCs on average, {cfg['size']} px crops, seed {cfg['seed']}); "
+        f"{record['folds']} patient-grouped folds, the same for every row. Values are pooled out of fold over all "
+        f"held-out patients; F1 intervals resample patients ({cfg['n_boot']} resamples); differences are paired "
+        "(each resample draws patients once and scores both rows on them); * marks F1 differences whose interval "
+        f"excludes 0. Took {record['seconds'] / 60:.0f} min.",
+        "",
+        "## Ablation (bright field at test time)",
+        "",
+        f"{cfg['model']} from scratch at {cfg['input_size']} px, {cfg['epochs']} epochs' worth of optimiser steps "
+        f"for every variant ({', '.join(map(str, record['steps_per_fold']))} steps per fold; DAPI in training "
+        "doubles the samples, not the steps), no early stopping; augmentation strengths measured on each fold's "
+        "training patients (`augment.json` in every run folder).",
+        "",
+        *_table(v, record["bf_only"]),
+        "",
+    ]
+    if "architectures" in record:
+        arch = record["architectures"]
+        lines += [
+            "## Architectures (bright field, three augmentation families + DAPI in training)",
+            "",
+            f"From scratch at {cfg['arch_input_size']} px, {cfg['arch_epochs']} epochs; differences against "
+            f"{next(iter(arch))}.",
+            "",
+            *_table(arch, next(iter(arch))),
+            "",
+        ]
+    lines += ["## Targets", ""]
+    lines += [f"- {k}: {'holds' if ok else 'does not hold'}" for k, ok in checks.items()]
+    lines += ["", "## Commands", "", "```bash", *record["commands"], "```", ""]
+    return "\n".join(lines)
