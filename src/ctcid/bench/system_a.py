@@ -85,17 +85,22 @@ def _dataset(work: Path, synth: Any, say: Callable[[str], None]) -> Any:
 def _commands(synth: Any, cfg: Any, arch_cfg: Any, architectures: tuple[str, ...]) -> list[str]:
     """The ``ctcid`` command lines that make the same runs by hand."""
     common = f"--folds {cfg.n_folds} --seed {cfg.seed} --batch-size {cfg.batch_size} --n-boot {cfg.n_boot}"
-    return [
+    lines = [
         f"ctcid synth export --patients {synth.patients} --cells-per-patient {synth.cells_per_patient} "
         f"--ctc-fraction {synth.ctc_fraction} --difficulty {synth.difficulty} --size {synth.size} "
         f"--seed {synth.seed}",
         "ctcid ingest export ds",
         f"ctcid ablate ds ablate --system A --model {cfg.model} --input-size {cfg.input_size} --epochs "
         f"{cfg.epochs} --patience {cfg.patience} {common}",
+    ]
+    if not architectures:
+        return lines
+    arch = (
         f"ctcid cv ds architectures --models {','.join(architectures)} --channels BF --train-extra-channels DAPI "
         f"--augment all --input-size {arch_cfg.input_size} --epochs {arch_cfg.epochs} --patience "
-        f"{arch_cfg.patience} {common}",
-    ]
+        f"{arch_cfg.patience} {common}"
+    )
+    return [*lines, arch]
 
 
 def default_cohort() -> Any:
@@ -121,6 +126,12 @@ def _checks(v: dict[str, dict[str, Any]]) -> dict[str, bool]:
         "full_recipe_f1_diff_interval_above_0": full["f1_diff_lo"] > 0,
         "bf_f1_within_0.03_of_0.8": abs(bf["f1"] - 0.8) <= 0.03,
     }
+
+
+def _training_seconds(runs: list[Path]) -> float:
+    """Seconds spent training every run under the comparison folders ``runs`` (the sum of their epochs' times in
+    ``history.csv``), whether in this call or in an earlier one that this call resumed."""
+    return float(sum(pd.read_csv(h)["seconds"].sum() for r in runs for h in sorted(r.glob("*/fold*/history.csv"))))
 
 
 def bench_system_a(
@@ -179,6 +190,8 @@ def bench_system_a(
     }
     record["commands"] = _commands(synth, cfg, arch_cfg, architectures)
     record["seconds"] = round(time.perf_counter() - t0, 1)
+    runs = [work / "ablate"] + ([work / "architectures"] if architectures else [])
+    record["training_minutes"] = round(_training_seconds(runs) / 60, 1)
     record["machine"] = machine_info()
     return record
 
@@ -218,7 +231,7 @@ def system_a_markdown(record: dict[str, Any]) -> str:
         f"{record['folds']} patient-grouped folds, the same for every row. Values are pooled out of fold over all "
         f"held-out patients; F1 intervals resample patients ({cfg['n_boot']} resamples); differences are paired "
         "(each resample draws patients once and scores both rows on them); * marks F1 differences whose interval "
-        f"excludes 0. Took {record['seconds'] / 60:.0f} min.",
+        f"excludes 0. Training took {record.get('training_minutes', 0):.0f} min in all.",
         "",
         "## Ablation (bright field at test time)",
         "",
@@ -239,6 +252,13 @@ def system_a_markdown(record: dict[str, Any]) -> str:
             f"{next(iter(arch))}.",
             "",
             *_table(arch, next(iter(arch))),
+            "",
+        ]
+    else:
+        lines += [
+            "## Architectures",
+            "",
+            "Not run in this record (`--architectures` empty); `ctcid bench system-a WORK` runs them by default.",
             "",
         ]
     lines += ["## Targets", ""]
