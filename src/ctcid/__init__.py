@@ -7,7 +7,7 @@ layer                   packages
 ======================  =================================================================================
 foundations             ``errors``, ``_version``; ``config`` (typed options), ``_workers``, ``_runtime``
 data in                 ``io`` (readers, the dataset store); ``synth``, ``segment``; ``detect``, ``features``
-data to tensors         ``data`` (batches, scaling, the one preprocessing), ``augment``
+data to tensors         ``data`` (batches, scaling, the one preprocessing); ``augment``
 models                  ``models`` (registry, bundle, calibration map)
 evaluation              ``evaluate`` (metrics, splits, calibration fitting, counts, prediction tables)
 application             ``predict``, ``survival``; ``train`` (the run lifecycle)

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data import border_median, border_strips
 from .batch import AugmentConfig
 
 __all__ = ["grounded_config", "measure_variation"]
@@ -54,16 +55,7 @@ _BORDER = 4
 def _per_cell(x: torch.Tensor) -> dict[str, np.ndarray]:
     """Per-cell, per-channel measures of a windowed batch ``[N, C, H, W]``."""
     b = _BORDER
-    border = torch.cat(
-        [
-            x[..., :b, :].flatten(-2),
-            x[..., -b:, :].flatten(-2),
-            x[..., :, :b].flatten(-2),
-            x[..., :, -b:].flatten(-2),
-        ],
-        dim=-1,
-    )
-    background = border.median(dim=-1).values
+    background = border_median(x, b)
     dev = (x - background[..., None, None]).abs()
     contrast = dev.flatten(-2).std(dim=-1)
     lap = F.conv2d(
@@ -81,8 +73,7 @@ def _per_cell(x: torch.Tensor) -> dict[str, np.ndarray]:
     total = weight.flatten(-2).sum(-1).clamp_min(1e-6)
     cy = (weight.sum(-1) * rows).sum(-1) / total - (h - 1) / 2
     cx = (weight.sum(-2) * cols).sum(-1) / total - (w - 1) / 2
-    top, bottom = x[..., :b, :].flatten(-2).median(-1).values, x[..., -b:, :].flatten(-2).median(-1).values
-    left, right = x[..., :, :b].flatten(-2).median(-1).values, x[..., :, -b:].flatten(-2).median(-1).values
+    top, bottom, left, right = (strip.median(-1).values for strip in border_strips(x, b))
     ramp = torch.hypot(bottom - top, right - left) / (2 * background.abs().clamp_min(1e-3))
     return {
         "background": background.numpy(),

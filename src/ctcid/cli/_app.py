@@ -11,7 +11,16 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["ConfigOpt", "OverwriteOpt", "WorkersOpt", "app", "bench_app"]
+__all__ = [
+    "ConfigOpt",
+    "DatasetArg",
+    "JsonOutOpt",
+    "NewDatasetArg",
+    "OverwriteOpt",
+    "WorkersOpt",
+    "app",
+    "bench_app",
+]
 
 app = typer.Typer(
     name="ctcid",
@@ -29,3 +38,6 @@ app.add_typer(bench_app, name="bench")
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML file with options; flags override it.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")]
+DatasetArg = Annotated[Path, typer.Argument(help="Dataset folder (from `ctcid ingest`).")]
+NewDatasetArg = Annotated[Path, typer.Argument(help="Dataset folder to create.")]
+JsonOutOpt = Annotated[Path | None, typer.Option(help="Write the result as JSON here.")]

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from ..config import ConfigError, flag_of, parse_list, parse_map, resolve
+from ._app import ConfigOpt
 
 __all__ = ["AUGMENT_FAMILIES", "resolve_options", "run_with_options", "with_options"]
 
@@ -116,9 +117,7 @@ def with_options(cls: type, *, augment: bool = False) -> Callable[[Callable[...,
                 "config",
                 inspect.Parameter.KEYWORD_ONLY,
                 default=None,
-                annotation=Annotated[
-                    Path | None, typer.Option("--config", help="YAML file with options; flags override it.")
-                ],
+                annotation=ConfigOpt,
             )
         )
 

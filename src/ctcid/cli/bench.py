@@ -20,11 +20,10 @@ from .. import bench
 from ..bench.system_a import ARCHITECTURES, bench_system_a, default_cohort, default_training, system_a_markdown
 from ..config import parse_list
 from . import _ui
-from ._app import WorkersOpt, bench_app
+from ._app import JsonOutOpt, WorkersOpt, bench_app
 
 __all__ = ["bench_saliency_cmd", "bench_system_a_cmd"]
 
-OutOpt = Annotated[Path | None, typer.Option(help="Write the result as JSON here.")]
 MarkdownOpt = Annotated[Path | None, typer.Option(help="Write the table as Markdown here.")]
 DEVICE = "auto, cpu or cuda."
 PRECISION = "auto (bf16 on GPU), 32 or bf16-mixed."
@@ -60,7 +59,7 @@ def _bench_command(name: str, run: Callable[..., dict], doc: str, options: dict[
     ``run`` takes it), prints the result and writes it with ``--out``."""
     note = NOTES.get(name)
     params = [_parameter(run, k, v) for k, v in options.items()]
-    params.insert(len(options) - ("markdown" in options), _parameter(run, "out", OutOpt))
+    params.insert(len(options) - ("markdown" in options), _parameter(run, "out", JsonOutOpt))
     hints = typing.get_type_hints(run)
     lists = [k for k, v in options.items() if isinstance(v, str) and typing.get_origin(hints[k]) is tuple]
     takes_log = "log" in inspect.signature(run).parameters
@@ -146,7 +145,7 @@ def bench_saliency_cmd(
     methods: Annotated[str | None, typer.Option(help="Methods, comma-separated (default: all).")] = None,
     top: Annotated[int, typer.Option(help="The N most CTC-like cells explained per model.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the re-initialised models.")] = 0,
-    out: OutOpt = None,
+    out: JsonOutOpt = None,
     markdown: MarkdownOpt = None,
 ) -> None:
     """Saliency methods scored against the true cell masks, with the randomisation checks, side by side."""
@@ -197,7 +196,7 @@ def bench_system_a_cmd(
     arch_input_size: Annotated[int, typer.Option(help="Input size of the architecture comparison.")] = 32,
     arch_epochs: Annotated[int, typer.Option(help="Epochs of the architecture comparison.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed of the cohort, the folds and the training.")] = 0,
-    out: OutOpt = None,
+    out: JsonOutOpt = None,
     markdown: MarkdownOpt = None,
 ) -> None:
     """System A's ablation and architecture comparison on a medium cohort, with paired intervals."""

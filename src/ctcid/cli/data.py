@@ -12,12 +12,11 @@ from ..io import IngestOptions
 from ..segment import SegmentConfig
 from ..synth import SynthConfig
 from . import _ui
-from ._app import OverwriteOpt, WorkersOpt, app
+from ._app import DatasetArg, NewDatasetArg, OverwriteOpt, WorkersOpt, app
 from ._options import resolve_options, run_with_options, with_options
 
 __all__ = ["cohort", "features", "info", "ingest", "segment", "synth"]
 
-DatasetArg = Annotated[Path, typer.Argument(help="Dataset folder (from `ctcid ingest`).")]
 CacheOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Compute again even if cached.")]
 
 
@@ -45,7 +44,7 @@ def synth(
 @with_options(IngestOptions)
 def ingest(
     src: Annotated[Path, typer.Argument(help="Export folder, or a manifest CSV.")],
-    out: Annotated[Path, typer.Argument(help="Dataset folder to create.")],
+    out: NewDatasetArg,
     overwrite: OverwriteOpt = False,
     overrides: dict | None = None,
 ) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from ..detect import DetectOptions
 from . import _ui
-from ._app import OverwriteOpt, WorkersOpt, app, bench_app
+from ._app import JsonOutOpt, NewDatasetArg, OverwriteOpt, WorkersOpt, app, bench_app
 from ._options import run_with_options, with_options
 
 __all__ = ["bench_detect_cmd", "detect"]
@@ -24,7 +24,7 @@ def detect(
             help="Slide folder (tiles, multipage TIFFs or a CellTracks cartridge), or a folder of them."
         ),
     ],
-    out: Annotated[Path, typer.Argument(help="Dataset folder to create.")],
+    out: NewDatasetArg,
     overwrite: OverwriteOpt = False,
     overrides: dict | None = None,
 ) -> None:
@@ -45,7 +45,7 @@ def bench_detect_cmd(
     frame_size: Annotated[str, typer.Option(help="HEIGHTxWIDTH px.")] = "1000x1400",
     seed: Annotated[int, typer.Option(help="Seed of the synthetic slides.")] = 0,
     workers: WorkersOpt = None,
-    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+    out: JsonOutOpt = None,
 ) -> None:
     """Detection recall and precision at three densities, and frames/s against a scikit-image loop, in one run."""
     from ..bench import bench_detect

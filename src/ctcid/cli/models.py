@@ -10,12 +10,11 @@ import typer
 
 from ..train.config import TrainConfig
 from . import _ui
-from ._app import OverwriteOpt, app
+from ._app import DatasetArg, OverwriteOpt, app
 from ._options import resolve_options, with_options
 
 __all__ = ["ablate", "cv", "demo", "evaluate", "explain", "export", "predict", "report", "train"]
 
-DatasetArg = Annotated[Path, typer.Argument(help="Dataset folder (from `ctcid ingest`).")]
 ModelArg = Annotated[Path, typer.Argument(help="Model bundle folder (a run's model/).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")]
 CountMethodOpt = Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from . import _ui
-from ._app import OverwriteOpt, WorkersOpt, app, bench_app
+from ._app import JsonOutOpt, OverwriteOpt, WorkersOpt, app, bench_app
 
 __all__ = ["bench_active_learning_cmd", "bench_review_cmd", "review"]
 
@@ -105,7 +105,7 @@ def bench_review_cmd(
     samples: Annotated[int, typer.Option(help="Samples they belong to.")] = 40,
     decisions: Annotated[int, typer.Option(help="Decisions timed.")] = 500,
     size: Annotated[int, typer.Option(help="Crop size in px.")] = 48,
-    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+    out: JsonOutOpt = None,
 ) -> None:
     """Review app latency on a large predict output: time to the first page, per-decision p99."""
     from ..bench import machine_info

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .batches import PRELOAD_BYTES, BatchPlan, StoreBatches, available_memory, training_samples
 from .features import feature_matrix, select_features
-from .normalise import BORDER_PX, Normalizer, channel_normalisation
+from .normalise import BORDER_PX, Normalizer, border_median, border_strips, channel_normalisation
 from .preprocess import network_inputs, prepare_batch
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
     "Normalizer",
     "StoreBatches",
     "available_memory",
+    "border_median",
+    "border_strips",
     "channel_normalisation",
     "feature_matrix",
     "network_inputs",

@@ -11,11 +11,38 @@ import torch
 
 from ..io import CellDataset
 
-__all__ = ["BORDER_PX", "Normalizer", "channel_normalisation"]
+__all__ = ["BORDER_PX", "Normalizer", "border_median", "border_strips", "channel_normalisation"]
 
 
 #: Width, in px, of the crop border whose median is a crop's background for ``flatfield`` channels.
 BORDER_PX = 3
+
+
+def border_strips(x: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The top, bottom, left and right strips, ``width`` px wide, of images ``x [..., H, W]``, each flattened to
+    ``[..., n]`` (a corner pixel lies in two strips).
+
+    >>> x = torch.arange(16.0).reshape(4, 4)
+    >>> [s.tolist() for s in border_strips(x, 1)]
+    [[0.0, 1.0, 2.0, 3.0], [12.0, 13.0, 14.0, 15.0], [0.0, 4.0, 8.0, 12.0], [3.0, 7.0, 11.0, 15.0]]
+    """
+    return (
+        x[..., :width, :].flatten(-2),
+        x[..., -width:, :].flatten(-2),
+        x[..., :, :width].flatten(-2),
+        x[..., :, -width:].flatten(-2),
+    )
+
+
+def border_median(x: torch.Tensor, width: int) -> torch.Tensor:
+    """A crop's background: the median of its four :func:`border_strips` together, ``[..., H, W] -> [...]``.
+
+    >>> x = torch.full((2, 1, 8, 8), 10.0)
+    >>> x[1, :, 3:5, 3:5] = 90.0  # a bright cell inside the border leaves the background as it is
+    >>> border_median(x, BORDER_PX).tolist()
+    [[10.0], [10.0]]
+    """
+    return torch.cat(border_strips(x, width), dim=-1).median(dim=-1).values
 
 
 def channel_normalisation(
@@ -73,17 +100,7 @@ class Normalizer(torch.nn.Module):
         x = pixels.float()
         out = (x - lo) / (hi - lo)
         if self.any_flat:
-            b = BORDER_PX
-            border = torch.cat(
-                [
-                    x[..., :b, :].flatten(-2),
-                    x[..., -b:, :].flatten(-2),
-                    x[..., :, :b].flatten(-2),
-                    x[..., :, -b:].flatten(-2),
-                ],
-                dim=-1,
-            )
-            background = border.median(dim=-1).values.clamp(min=1.0)[..., None, None]
+            background = border_median(x, BORDER_PX).clamp(min=1.0)[..., None, None]
             out = torch.where(p[..., 4, None, None] > 0, 0.5 * x / background, out)
         return out
 
