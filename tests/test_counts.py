@@ -9,6 +9,7 @@ from scipy.special import expit
 
 from ctcid.errors import CtcidError
 from ctcid.evaluate import (
+    DEFAULT_COUNT_METHOD,
     Calibration,
     ErrorRates,
     adjusted_count,
@@ -133,7 +134,8 @@ def test_count_table_hand_made():
     assert t.loc["A", "expected_ctc"] == pytest.approx(expit(10) + expit(-10))
     assert t.loc["B", "adjusted_ctc"] == pytest.approx(1 / 0.99)
     assert t["true_ctc"].tolist() == [1, 1]
-    assert (t["ctc_estimate"] == t["expected_ctc"]).all() and (t["count_method"] == "expected").all()
+    assert (t["ctc_estimate"] == t[f"{DEFAULT_COUNT_METHOD}_ctc"]).all()
+    assert (t["count_method"] == DEFAULT_COUNT_METHOD).all()
     assert t["ctc_per_7_5ml"].tolist() == pytest.approx((t["ctc_estimate"] / 2).tolist())
     for m in ("expected", "adjusted"):
         lo, hi = t[f"{m}_ctc_lo"], t[f"{m}_ctc_hi"]
@@ -290,3 +292,14 @@ def test_paired_difference_cancels_shared_patient_variation():
     assert same["f1_diff"] == same["f1_diff_lo"] == same["f1_diff_hi"] == 0.0
     with pytest.raises(CtcidError, match="same patients"):
         paired_difference(a, (y[:40], b[1][:40], b[2][:40], ids[:40]), n_boot=10)
+
+
+def test_default_estimator_falls_back_when_the_bundle_has_no_error_rates():
+    frame = pd.DataFrame({"sample_id": ["A", "A", "B"], "logit": [2.0, -2.0, 0.5], "call": ["ctc", "wbc", "ctc"]})
+    t = count_table(frame, Calibration(), None)
+    assert (t["count_method"] == "expected").all() and (t["ctc_estimate"] == t["expected_ctc"]).all()
+    assert t["adjusted_ctc"].isna().all()
+    with pytest.raises(CtcidError, match="error rates"):
+        count_table(frame, Calibration(), None, method="adjusted")
+    with_rates = count_table(frame, Calibration(), ErrorRates(tp=9, fn=1, fp=1, tn=89))
+    assert (with_rates["count_method"] == DEFAULT_COUNT_METHOD).all()

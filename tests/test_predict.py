@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from ctcid.errors import CtcidError
-from ctcid.evaluate import train_val_split
+from ctcid.evaluate import DEFAULT_COUNT_METHOD, train_val_split
 from ctcid.io import CellDataset
 from ctcid.models import read_meta
 from ctcid.predict import predict
@@ -62,13 +62,13 @@ def test_predict_from_a_dataset_and_from_a_raw_export_agree(trained: dict[str, P
     for m in ("expected", "adjusted", "ctc_estimate"):
         col = m if m == "ctc_estimate" else f"{m}_ctc"
         assert (counts[f"{col}_lo"] <= counts[col]).all() and (counts[col] <= counts[f"{col}_hi"]).all()
-    assert (counts["count_method"] == "expected").all()
-    assert (counts["ctc_estimate"] == counts["expected_ctc"]).all()
+    assert (counts["count_method"] == DEFAULT_COUNT_METHOD).all()
+    assert (counts["ctc_estimate"] == counts[f"{DEFAULT_COUNT_METHOD}_ctc"]).all()
     # a few epochs on four patients: counts right for most patients of this easy cohort
     assert (counts["called_ctc"] - counts["true_ctc"]).abs().median() <= 2
     assert (counts["expected_ctc"] - counts["true_ctc"]).abs().median() <= 2
     info = json.loads((tmp_path / "a" / "predict.json").read_text())
-    assert info["count_method"] == "expected" and info["calibration"]["method"] == "platt"
+    assert info["count_method"] == DEFAULT_COUNT_METHOD and info["calibration"]["method"] == "platt"
     # the queue's uncertainty peaks where calls flip: at the bundle's threshold, not at p = 0.5
     pred = a.predictions
     nearest = pred.loc[pred["uncertainty"].idxmax(), "p_ctc"]

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..evaluate.counts import DEFAULT_COUNT_METHOD
 from ..train.config import TrainConfig
 from . import _ui
 from ._app import DatasetArg, OverwriteOpt, app
@@ -18,7 +19,8 @@ __all__ = ["ablate", "cv", "demo", "evaluate", "explain", "export", "predict", "
 ModelArg = Annotated[Path, typer.Argument(help="Model bundle folder (a run's model/).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")]
 CountMethodOpt = Annotated[
-    str | None, typer.Option(help="Count reported as ctc_estimate: expected or adjusted. [default: expected]")
+    str | None,
+    typer.Option(help=f"Count reported as ctc_estimate: expected or adjusted. [default: {DEFAULT_COUNT_METHOD}]"),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 BatchOpt = Annotated[int, typer.Option(help="Cells per inference batch.")]

@@ -63,7 +63,7 @@ COUNT_METHODS = ("expected", "adjusted")
 #: The estimator reported as ``ctc_estimate`` unless another is asked for: the one whose coverage in
 #: ``ctcid bench counts`` (``benchmarks/results/counts_cpu-2core.json``) lies closest to 0.95 within
 #: [0.90, 0.98] on every preset, ties broken by mean absolute error.
-DEFAULT_COUNT_METHOD = "expected"
+DEFAULT_COUNT_METHOD = "adjusted"
 #: Columns of a count table, in order (``true_ctc`` and the per-volume columns only when known).
 COUNT_COLUMNS = (
     "sample_id",
@@ -286,7 +286,7 @@ def count_table(
         The bundle's validation error rates (``None``: no adjusted estimate).
     method
         The estimator reported as ``ctc_estimate``: ``expected`` or ``adjusted``
-        (default :data:`DEFAULT_COUNT_METHOD`).
+        (default :data:`DEFAULT_COUNT_METHOD`; ``expected`` for a bundle that records no error rates).
     blood_volume_ml
         Blood volume of every sample (a number, or a Series indexed by ``sample_id``); adds ``blood_volume_ml``
         and ``ctc_per_7_5ml`` (with ``_lo``/``_hi``), the estimate per 7.5 mL.
@@ -298,7 +298,8 @@ def count_table(
     pandas.DataFrame
         One row per sample (sorted), columns :data:`COUNT_COLUMNS`, then ``true_ctc`` when labels exist.
     """
-    method = method or DEFAULT_COUNT_METHOD
+    if method is None:  # the default, or the only estimator a bundle without error rates allows
+        method = DEFAULT_COUNT_METHOD if rates is not None or DEFAULT_COUNT_METHOD != "adjusted" else "expected"
     if method not in COUNT_METHODS:
         raise CtcidError(f"--count-method must be one of {', '.join(COUNT_METHODS)}, got {method!r}")
     if not 0.0 < level < 1.0:
