@@ -208,7 +208,7 @@ def bench_system_a_cmd(
         training=default_training().replace(
             epochs=epochs, patience=epochs, input_size=input_size, n_folds=folds, seed=seed
         ),
-        architectures=tuple(parse_list(architectures, "--architectures") or ()),
+        architectures=tuple(parse_list(architectures, "--architectures") or ()) if architectures.strip() else (),
         arch_size=(arch_input_size, arch_epochs),
         log=_ui.note,
     )
