@@ -120,3 +120,19 @@ def test_train_then_evaluate_commands(capsys, tmp_path: Path, small_store: Path)
     assert code == 2 and "--resume" in err
     code, _, err = _cli(capsys, "train", small_store, tmp_path / "x", "--channels", "BF,FITC")
     assert code == 2 and "no channel(s) FITC" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "own_help"),
+    [
+        ("train", "Labels CSV (cell_id, label[, sample_id]) added"),
+        ("ingest", "Export folder, or a manifest CSV."),
+        ("detect", "Slide folder (tiles, multipage TIFFs"),
+    ],
+)
+def test_commands_with_options_keep_their_own_help(capsys, monkeypatch, command: str, own_help: str):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = _cli(capsys, command, "--help")
+    assert code == 0
+    assert own_help in " ".join(out.split())  # the command's own arguments keep their help texts
+    assert "Replace an existing output." in out and "--no-overwrite" not in out

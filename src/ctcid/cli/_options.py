@@ -21,9 +21,10 @@ from typing import Annotated, Any
 import typer
 
 from ..config import ConfigError, flag_of, parse_list, parse_map, resolve
-from ._app import ConfigOpt
+from . import _ui
+from ._app import ConfigOpt, NewDatasetArg, OverwriteOpt
 
-__all__ = ["AUGMENT_FAMILIES", "resolve_options", "run_with_options", "with_options"]
+__all__ = ["AUGMENT_FAMILIES", "dataset_command", "resolve_options", "run_with_options", "with_options"]
 
 AUGMENT_FAMILIES = ("geometric", "illumination", "noise")
 
@@ -93,7 +94,7 @@ def with_options(cls: type, *, augment: bool = False) -> Callable[[Callable[...,
     fields = _cli_fields(cls)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        sig = inspect.signature(fn)
+        sig = inspect.signature(fn, eval_str=True)  # the typer metadata of its own parameters
         own = [
             p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
             if p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -162,8 +163,40 @@ def run_with_options(
 ) -> Any:
     """Run a command that reads ``src`` into a new dataset ``out`` (``ingest``, ``detect``): its options from
     ``--config`` and the flags, a progress bar on stderr and its notes; return its result."""
-    from . import _ui
-
     opts = resolve_options(cls, section, overrides or {})
     with _ui.progress(section) as progress:
         return run(src, out, opts, overwrite=overwrite, progress=progress, log=_ui.note)
+
+
+def dataset_command(
+    cls: type, run: Callable[..., Any], summary: Callable[[Any, Path], str]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make a command that reads one source into a new dataset (``ingest``, ``detect``) from a function that
+    declares only the source argument and the command's help.
+
+    The command takes that argument, ``OUT``, ``--overwrite``, the command-line fields of ``cls`` and
+    ``--config``; it runs ``run`` through :func:`run_with_options` (the function's name is the command and the
+    YAML section) and prints ``summary(result, out)``.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        (source,) = inspect.signature(fn, eval_str=True).parameters.values()
+
+        @functools.wraps(fn)
+        def command(out: Path, overwrite: bool = False, overrides: dict | None = None, **kwargs: Any) -> None:
+            result = run_with_options(run, cls, fn.__name__, kwargs[source.name], out, overwrite, overrides)
+            _ui.out.print(summary(result, out))
+
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                source.replace(kind=keyword),
+                inspect.Parameter("out", keyword, annotation=NewDatasetArg),
+                inspect.Parameter("overwrite", keyword, default=False, annotation=OverwriteOpt),
+                inspect.Parameter("overrides", keyword, default=None, annotation=dict | None),
+            ],
+            return_annotation=None,
+        )
+        return with_options(cls)(command)
+
+    return decorate

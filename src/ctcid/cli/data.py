@@ -9,11 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from ..io import IngestOptions
+from ..io import ingest as run_ingest
 from ..segment import SegmentConfig
 from ..synth import SynthConfig
 from . import _ui
-from ._app import DatasetArg, NewDatasetArg, OverwriteOpt, WorkersOpt, app
-from ._options import resolve_options, run_with_options, with_options
+from ._app import DatasetArg, OverwriteOpt, WorkersOpt, app
+from ._options import dataset_command, resolve_options, with_options
 
 __all__ = ["cohort", "features", "info", "ingest", "segment", "synth"]
 
@@ -40,23 +41,18 @@ def synth(
     _ui.out.print(f"wrote {cfg.patients * cfg.cells_per_patient} cells of {cfg.patients} patients to {out}")
 
 
-@app.command()
-@with_options(IngestOptions)
-def ingest(
-    src: Annotated[Path, typer.Argument(help="Export folder, or a manifest CSV.")],
-    out: NewDatasetArg,
-    overwrite: OverwriteOpt = False,
-    overrides: dict | None = None,
-) -> None:
-    """Read an instrument export once into a packed cell dataset."""
-    from ..io import ingest as run_ingest
-
-    result = run_with_options(run_ingest, IngestOptions, "ingest", src, out, overwrite, overrides)
+def _ingested(result: Any, out: Path) -> str:
     h = result.header
-    _ui.out.print(
+    return (
         f"wrote {h['n_cells']} cells ({', '.join(f'{k} {v}' for k, v in h['classes'].items())}) "
         f"of {h['n_samples']} samples to {out}" + (f"; {len(result.rejected)} rejected" if result.rejected else "")
     )
+
+
+@app.command()
+@dataset_command(IngestOptions, run_ingest, _ingested)
+def ingest(src: Annotated[Path, typer.Argument(help="Export folder, or a manifest CSV.")]) -> None:
+    """Read an instrument export once into a packed cell dataset."""
 
 
 @app.command()

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ..detect import DetectOptions
+from ..detect import detect as run_detect
 from . import _ui
-from ._app import JsonOutOpt, NewDatasetArg, OverwriteOpt, WorkersOpt, app, bench_app
-from ._options import run_with_options, with_options
+from ._app import JsonOutOpt, WorkersOpt, app, bench_app
+from ._options import dataset_command
 
 __all__ = ["bench_detect_cmd", "detect"]
 
 
+def _detected(result: Any, out: Path) -> str:
+    h = result.header
+    return f"wrote {h['n_cells']} cells from {result.frames} frames of {h['n_samples']} slide(s) to {out}" + (
+        f"; {len(result.rejected)} frame(s) rejected" if result.rejected else ""
+    )
+
+
 @app.command()
-@with_options(DetectOptions)
+@dataset_command(DetectOptions, run_detect, _detected)
 def detect(
     frames: Annotated[
         Path,
@@ -24,19 +32,8 @@ def detect(
             help="Slide folder (tiles, multipage TIFFs or a CellTracks cartridge), or a folder of them."
         ),
     ],
-    out: NewDatasetArg,
-    overwrite: OverwriteOpt = False,
-    overrides: dict | None = None,
 ) -> None:
     """Find every cell in the frames of a slide scan and write one crop per cell as a dataset."""
-    from ..detect import detect as run_detect
-
-    result = run_with_options(run_detect, DetectOptions, "detect", frames, out, overwrite, overrides)
-    h = result.header
-    _ui.out.print(
-        f"wrote {h['n_cells']} cells from {result.frames} frames of {h['n_samples']} slide(s) to {out}"
-        + (f"; {len(result.rejected)} frame(s) rejected" if result.rejected else "")
-    )
 
 
 @bench_app.command("detect")

@@ -53,29 +53,13 @@ __all__ = [
     "to_markdown",
 ]
 
-#: Names returned by :func:`classification_metrics`, in order.
-METRICS = (
-    "f1",
-    "precision",
-    "recall",
-    "specificity",
-    "balanced_accuracy",
-    "mcc",
-    "accuracy",
-    "roc_auc",
-    "pr_auc",
-    "brier",
-    "ece",
-    "tp",
-    "fp",
-    "tn",
-    "fn",
-    "n",
-    "n_ctc",
-)
-
 #: Confusion counts among :data:`METRICS`: reported without intervals.
 COUNT_METRICS = ("tp", "fp", "tn", "fn", "n", "n_ctc")
+_CALL_METRICS = ("f1", "precision", "recall", "specificity", "balanced_accuracy", "mcc", "accuracy")
+_SCORE_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
+#: Names returned by :func:`classification_metrics`, in order: metrics of the calls, threshold-free ranking and
+#: calibration scores, then the :data:`COUNT_METRICS`.
+METRICS = (*_CALL_METRICS, *_SCORE_METRICS, *COUNT_METRICS)
 #: With fewer patients, or fewer patients with a CTC, intervals resample cells within patients.
 MIN_PATIENTS = 10
 MIN_CTC_PATIENTS = 5
