@@ -98,10 +98,13 @@ class Normalizer(torch.nn.Module):
         p = self.table[src]  # [B, C_in, 5]
         lo, hi = p[..., 0, None, None], p[..., 1, None, None]
         x = pixels.float()
-        out = (x - lo) / (hi - lo)
+        out = x.sub(lo).div_(hi - lo)
         if self.any_flat:
-            background = border_median(x, BORDER_PX).clamp(min=1.0)[..., None, None]
-            out = torch.where(p[..., 4, None, None] > 0, 0.5 * x / background, out)
+            flat = p[..., 4] > 0  # [B, C_in]: the background is measured on flat-field images only
+            if bool(flat.any()):
+                xf = x[flat]  # a copy: [N, H, W]
+                background = border_median(xf, BORDER_PX).clamp(min=1.0)[..., None, None]
+                out[flat] = 0.5 * xf / background
         return out
 
     def standardise(self, x: torch.Tensor, src: torch.Tensor) -> torch.Tensor:

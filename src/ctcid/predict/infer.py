@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -30,13 +31,15 @@ def infer_logits(
     progress: Callable[[int, int], None] | None = None,
     features: np.ndarray | None = None,
     call: Callable[[nn.Module, list[torch.Tensor]], torch.Tensor] | None = None,
+    prefetch: bool = True,
 ) -> np.ndarray:
     """One logit per cell of ``cells`` (rows of ``ds``), in that order.
 
     Pixels go from the store to the device as uint16 and are windowed, resized and standardised
     there, exactly as during training. A model that reads hand-crafted features (``model.inputs``)
     gets the rows of ``features`` (``[len(ds), F]``) too. ``call(model, inputs)`` replaces the forward
-    pass (e.g. to read an embedding ``[B, D]``); the result then has one row per cell.
+    pass (e.g. to read an embedding ``[B, D]``); the result then has one row per cell. With ``prefetch`` the next
+    batch is read and prepared in a second thread while the model runs.
     """
     dev = resolve_device(device) if isinstance(device, str) else device
     cells = np.asarray(cells, dtype=np.int64)
@@ -54,16 +57,26 @@ def infer_logits(
     amp = autocast_dtype(dev, precision)
     out: np.ndarray | None = None
     done = 0
-    for b in range(len(batches)):
-        args = network_inputs(batches[b], norm, input_size, inputs, dev)
-        with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-            logits = (model(*args).reshape(-1) if call is None else call(model, args)).float()
-        if out is None:
-            out = np.empty((len(cells), *logits.shape[1:]), np.float32)
-        out[done : done + len(logits)] = logits.cpu().numpy()
-        done += len(logits)
-        if progress:
-            progress(done, len(cells))
+
+    @torch.inference_mode()
+    def prepare(b: int) -> list[torch.Tensor]:
+        return network_inputs(batches[b], norm, input_size, inputs, dev)
+
+    # the next batch is read and prepared in a second thread while the model runs on this one
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare, 0) if prefetch else None
+        for b in range(len(batches)):
+            args = pending.result() if pending is not None else prepare(b)
+            if pending is not None and b + 1 < len(batches):
+                pending = pool.submit(prepare, b + 1)
+            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                logits = (model(*args).reshape(-1) if call is None else call(model, args)).float()
+            if out is None:
+                out = np.empty((len(cells), *logits.shape[1:]), np.float32)
+            out[done : done + len(logits)] = logits.cpu().numpy()
+            done += len(logits)
+            if progress:
+                progress(done, len(cells))
     assert out is not None
     return out
 
