@@ -94,19 +94,24 @@ class Normalizer(torch.nn.Module):
         self.channels = list(channels)
         self.any_flat = bool(any(r[4] for r in rows))
 
-    def window(self, pixels: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    def window(self, pixels: torch.Tensor, src: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The windowed (or flat-field divided) float batch, written into ``out`` when given (a float32 tensor
+        of the pixels' shape that may be reused between batches), else into a new tensor."""
         p = self.table[src]  # [B, C_in, 5]
         lo, hi = p[..., 0, None, None], p[..., 1, None, None]
-        x = pixels.float()
-        out = x.sub(lo).div_(hi - lo)
-        if self.any_flat:
-            flat = p[..., 4] > 0  # [B, C_in]: the background is measured on flat-field images only
-            if bool(flat.any()):
-                xf = x[flat]  # a copy: [N, H, W]
-                background = border_median(xf, BORDER_PX).clamp(min=1.0)[..., None, None]
-                out[flat] = 0.5 * xf / background
-        return out
+        x = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device) if out is None else out
+        x.copy_(pixels)
+        flat = p[..., 4] > 0 if self.any_flat else None  # [B, C_in]: flat-field images, by their own background
+        xf = x[flat] if flat is not None and bool(flat.any()) else None  # a copy: [N, H, W]
+        x.sub_(lo).div_(hi - lo)
+        if xf is not None:
+            background = border_median(xf, BORDER_PX).clamp(min=1.0)[..., None, None]
+            x[flat] = xf.mul_(0.5).div_(background)
+        return x
 
-    def standardise(self, x: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    def standardise(self, x: torch.Tensor, src: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``(x - mean) / std`` per sample and channel; ``inplace`` overwrites ``x``."""
         p = self.table[src]
+        if inplace:
+            return x.sub_(p[..., 2, None, None]).div_(p[..., 3, None, None])
         return (x - p[..., 2, None, None]) / p[..., 3, None, None]

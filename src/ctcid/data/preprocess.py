@@ -27,13 +27,15 @@ def prepare_batch(
     augment: torch.nn.Module | None = None,
     generator: torch.Generator | None = None,
     channels_last: bool = False,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The standardised float batch a network receives, from uint16 ``pixels`` ``[B, C, H, W]``.
 
     ``src`` ``[B, C]`` names the dataset channel of each input channel (its window and statistics). With
     ``augment`` (a :class:`ctcid.augment.BatchAugment`, which also resamples to its output size) the batch is
     augmented with ``generator``; otherwise it is resized to ``input_size`` when the crop differs (bilinear,
-    antialiased when shrinking).
+    antialiased when shrinking). ``out`` (float32, the pixels' shape) is a buffer to window into, reused between
+    batches by prediction, which saves allocating and faulting in a new batch-sized tensor every time.
 
     Examples
     --------
@@ -43,7 +45,7 @@ def prepare_batch(
     >>> tuple(x.shape), float(x.mean())
     ((1, 1, 4, 4), 0.0)
     """
-    x = normalizer.window(pixels, src)
+    x = normalizer.window(pixels, src, out=out)
     if augment is not None:
         x = augment(x, generator=generator)
     elif x.shape[-1] != input_size:
@@ -54,23 +56,29 @@ def prepare_batch(
             align_corners=False,
             antialias=x.shape[-1] > input_size,
         )
-    x = normalizer.standardise(x, src)
+    x = normalizer.standardise(x, src, inplace=True)  # x is this function's own tensor
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
 
 
 def network_inputs(
-    batch: dict[str, Any], normalizer: Normalizer, input_size: int, inputs: tuple[str, ...], device: torch.device
+    batch: dict[str, Any],
+    normalizer: Normalizer,
+    input_size: int,
+    inputs: tuple[str, ...],
+    device: torch.device,
+    buffer: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """What a network receives for a batch from the store (no augmentation): the prepared image batch and/or
-    the feature rows, on ``device``."""
+    the feature rows, on ``device``. ``buffer`` (float32 ``[N, C, H, W]`` on ``device``, ``N`` at least the
+    batch's size) is windowed into instead of a new tensor (see :func:`prepare_batch`)."""
     args = []
     if "image" in inputs:
         src = batch["src"].to(device)
-        args.append(
-            prepare_batch(batch["pixels"].to(device, non_blocking=True), src, normalizer, input_size=input_size)
-        )
+        pixels = batch["pixels"].to(device, non_blocking=True)
+        out = None if buffer is None or buffer.shape[1:] != pixels.shape[1:] else buffer[: len(pixels)]
+        args.append(prepare_batch(pixels, src, normalizer, input_size=input_size, out=out))
     if "features" in inputs:
         args.append(batch["features"].to(device))
     return args

@@ -58,9 +58,16 @@ def infer_logits(
     out: np.ndarray | None = None
     done = 0
 
+    # two reused input buffers: batch b is prepared into one while the model reads batch b - 1 from the other
+    crop = tuple(ds.crop_size)
+    buffers = [
+        torch.empty((batch_size, len(src), *crop), dtype=torch.float32, device=dev) if "image" in inputs else None
+        for _ in range(2)
+    ]
+
     @torch.inference_mode()
     def prepare(b: int) -> list[torch.Tensor]:
-        return network_inputs(batches[b], norm, input_size, inputs, dev)
+        return network_inputs(batches[b], norm, input_size, inputs, dev, buffer=buffers[b % 2])
 
     # the next batch is read and prepared in a second thread while the model runs on this one
     with ThreadPoolExecutor(max_workers=1) as pool:
