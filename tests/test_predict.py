@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from ctcid.errors import CtcidError
-from ctcid.evaluate import DEFAULT_COUNT_METHOD, train_val_split
+from ctcid.evaluate import ErrorRates, default_count_method, train_val_split
 from ctcid.io import CellDataset
 from ctcid.models import read_meta
 from ctcid.predict import predict
@@ -62,13 +62,14 @@ def test_predict_from_a_dataset_and_from_a_raw_export_agree(trained: dict[str, P
     for m in ("expected", "adjusted", "ctc_estimate"):
         col = m if m == "ctc_estimate" else f"{m}_ctc"
         assert (counts[f"{col}_lo"] <= counts[col]).all() and (counts[col] <= counts[f"{col}_hi"]).all()
-    assert (counts["count_method"] == DEFAULT_COUNT_METHOD).all()
-    assert (counts["ctc_estimate"] == counts[f"{DEFAULT_COUNT_METHOD}_ctc"]).all()
+    method = default_count_method(ErrorRates.from_metrics(read_meta(trained["model"]).metrics))
+    assert (counts["count_method"] == method).all()
+    assert (counts["ctc_estimate"] == counts[f"{method}_ctc"]).all()
     # a few epochs on four patients: counts right for most patients of this easy cohort
     assert (counts["called_ctc"] - counts["true_ctc"]).abs().median() <= 2
     assert (counts["expected_ctc"] - counts["true_ctc"]).abs().median() <= 2
     info = json.loads((tmp_path / "a" / "predict.json").read_text())
-    assert info["count_method"] == DEFAULT_COUNT_METHOD and info["calibration"]["method"] == "platt"
+    assert info["count_method"] == method and info["calibration"]["method"] == "platt"
     # the queue's uncertainty peaks where calls flip: at the bundle's threshold, not at p = 0.5
     pred = a.predictions
     nearest = pred.loc[pred["uncertainty"].idxmax(), "p_ctc"]
@@ -128,6 +129,15 @@ def test_onnx_engine_without_export_is_a_clear_error(trained: dict[str, Path], t
         f.unlink()
     with pytest.raises(CtcidError, match="ctcid export"):
         predict(bundle, trained["ds"], tmp_path / "o", engine="onnx")
+
+
+def test_overwrite_never_deletes_review_decisions(trained: dict[str, Path], tmp_path: Path) -> None:
+    predict(trained["model"], trained["ds"], tmp_path / "p")
+    (tmp_path / "p" / "review.sqlite").write_bytes(b"decisions")
+    with pytest.raises(CtcidError, match="review decisions"):
+        predict(trained["model"], trained["ds"], tmp_path / "p", overwrite=True)
+    assert (tmp_path / "p" / "review.sqlite").read_bytes() == b"decisions"
+    assert (tmp_path / "p" / "predictions.csv").is_file()
 
 
 def test_explain_writes_overlays(trained: dict[str, Path], tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -70,7 +71,7 @@ def infer_logits(
         return network_inputs(batches[b], norm, input_size, inputs, dev, buffer=buffers[b % 2])
 
     # the next batch is read and prepared in a second thread while the model runs on this one
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool, _torch_threads(1 if getattr(model, "owns_cpu", False) else 0):
         pending = pool.submit(prepare, 0) if prefetch else None
         for b in range(len(batches)):
             args = pending.result() if pending is not None else prepare(b)
@@ -86,6 +87,21 @@ def infer_logits(
                 progress(done, len(cells))
     assert out is not None
     return out
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """PyTorch's intra-op threads set to ``n`` inside the block (0: left as they are). An engine with its own
+    thread pool (onnxruntime) runs while the next batch is prepared; PyTorch's idle threads, which spin before
+    they sleep, would take cores from it."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n:
+            torch.set_num_threads(before)
 
 
 def infer_bundle(bundle: object, ds: CellDataset, cells: np.ndarray, **kw: object) -> np.ndarray:

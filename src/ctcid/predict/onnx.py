@@ -30,6 +30,9 @@ ENGINES = ("auto", "torch", "onnx", "onnx-int8")
 class OnnxModel(nn.Module):
     """An onnxruntime session behind the interface of the PyTorch models (CPU tensors in, logits out)."""
 
+    #: The session runs on its own thread pool; PyTorch, which only prepares the batches, keeps off the cores.
+    owns_cpu = True
+
     def __init__(self, path: str | os.PathLike[str], inputs: tuple[str, ...], threads: int = 0):
         super().__init__()
         import onnxruntime as ort

@@ -35,7 +35,10 @@ from ..io import CellDataset, atomic_dir, atomic_write_text
 from ..io.store import is_dataset
 from .infer import bundle_logits
 
-__all__ = ["PredictResult", "predict", "sample_counts"]
+__all__ = ["REVIEW_FILE", "PredictResult", "predict", "sample_counts"]
+
+#: The review decisions ``ctcid review`` keeps beside the predictions: an overwrite never deletes them.
+REVIEW_FILE = "review.sqlite"
 
 
 @dataclass
@@ -231,6 +234,12 @@ def predict(
         check_compatible(meta, ds)
         _logits(bundle, ds, True, opts, None, say)
         return None
+    if overwrite and (Path(out) / REVIEW_FILE).exists():
+        raise CtcidError(
+            f"holds review decisions ({REVIEW_FILE}), which --overwrite would delete; write the predictions to "
+            "another folder, or move the folder away first",
+            out,
+        )
     say(f"engine: {used}")
     t0 = time.perf_counter()
     with atomic_dir(out, overwrite) as tmp:

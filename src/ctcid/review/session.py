@@ -36,6 +36,7 @@ import pandas as pd
 from ..errors import CtcidError
 from ..io import CellDataset, atomic_write_text
 from ..io.store import is_dataset
+from ..predict.run import REVIEW_FILE
 from ..report.display import DisplayWindows, fixed_window, panel_png
 from .counts import poisson_binomial_interval
 from .queue import QUEUES, next_cells, queue_orders
@@ -50,7 +51,7 @@ __all__ = [
     "export_labels",
 ]
 
-DB_FILE = "review.sqlite"
+DB_FILE = REVIEW_FILE
 COUNTS_FILE = "reviewed_counts.csv"
 LABEL_COLUMNS = ["cell_id", "sample_id", "label", "reviewer", "decided_at"]
 COUNT_COLUMNS = [
