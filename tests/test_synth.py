@@ -112,6 +112,12 @@ def test_validate_accepts_defaults_and_edges() -> None:
     SynthConfig(ctc_fraction=1.0, patients=1, cells_per_patient=1).validate()
 
 
+def test_replace_keeps_fields_the_record_leaves_out() -> None:
+    cfg = SynthConfig(patients=3, outcomes=True)
+    assert "outcomes" not in cfg.to_dict()  # clinical.csv records it, not the cohort's config
+    assert cfg.replace(seed=4).outcomes is True and cfg.replace(seed=4).seed == 4
+
+
 def test_presets_order_difficulty() -> None:
     easy, medium, hard = PRESETS["easy"], PRESETS["medium"], PRESETS["hard"]
     assert PRESETS["medium"] == Difficulty()

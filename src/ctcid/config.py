@@ -295,8 +295,9 @@ class Options:
         return from_dict(cls, data, strict=strict)
 
     def replace(self: T, **changes: Any) -> T:
-        """A copy with ``changes``; a nested section may be changed by a mapping of some of its fields."""
-        current = self.to_dict()  # type: ignore[attr-defined]
+        """A copy with ``changes``; a nested section may be changed by a mapping of some of its fields. Every field
+        is carried over, including those a subclass's :meth:`to_dict` leaves out of its records."""
+        current = _plain(dataclasses.asdict(self))  # type: ignore[call-overload]
         return from_dict(type(self), _merge(current, changes))
 
 
