@@ -107,6 +107,7 @@ def _cohort_and_bundle(tmp: Path, model: str, cells: int, size: int, seed: int) 
     generate_cohort(tmp / "export", cfg)
     ingest(tmp / "export", tmp / "ds", IngestOptions())
     ds = CellDataset.open(tmp / "ds")
+    torch.manual_seed(seed)  # the same stand-in weights, and so the same INT8 check, in every run
     net = create_model(model, in_chans=len(CHANNELS)).eval()
     norm = channel_normalisation(ds, list(CHANNELS), ["BF"])
     samples = sorted(set(ds.table["sample_id"]))

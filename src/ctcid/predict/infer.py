@@ -32,7 +32,7 @@ def infer_logits(
     progress: Callable[[int, int], None] | None = None,
     features: np.ndarray | None = None,
     call: Callable[[nn.Module, list[torch.Tensor]], torch.Tensor] | None = None,
-    prefetch: bool = True,
+    prefetch: bool | None = None,
 ) -> np.ndarray:
     """One logit per cell of ``cells`` (rows of ``ds``), in that order.
 
@@ -40,7 +40,8 @@ def infer_logits(
     there, exactly as during training. A model that reads hand-crafted features (``model.inputs``)
     gets the rows of ``features`` (``[len(ds), F]``) too. ``call(model, inputs)`` replaces the forward
     pass (e.g. to read an embedding ``[B, D]``); the result then has one row per cell. With ``prefetch`` the next
-    batch is read and prepared in a second thread while the model runs.
+    batch is read and prepared in a second thread while the model runs; by default only when the model does not
+    run on PyTorch's CPU threads (an onnxruntime session, or a GPU): on those threads the two only take turns.
     """
     dev = resolve_device(device) if isinstance(device, str) else device
     cells = np.asarray(cells, dtype=np.int64)
@@ -72,6 +73,8 @@ def infer_logits(
 
     # the next batch is read and prepared in a second thread while the model runs on this one
     with ThreadPoolExecutor(max_workers=1) as pool, _torch_threads(1 if getattr(model, "owns_cpu", False) else 0):
+        if prefetch is None:
+            prefetch = dev.type != "cpu" or getattr(model, "owns_cpu", False)
         pending = pool.submit(prepare, 0) if prefetch else None
         for b in range(len(batches)):
             args = pending.result() if pending is not None else prepare(b)
