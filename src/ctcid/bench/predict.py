@@ -29,6 +29,10 @@ __all__ = ["bench_predict"]
 CHANNELS = ("BF", "DAPI", "CK", "CD45")
 
 
+#: Timed calls of each engine path and of its model-only rate, after a warm-up (``timeit``'s default repeat).
+REPEATS = 5
+
+
 def _rate(n: int, fn: Any, repeats: int = 1) -> float:
     """Items per second of ``fn`` (which handles ``n`` items): after a warm-up, the best of ``repeats`` timed
     calls, as ``timeit`` advises, so that a moment of load from elsewhere does not decide a ratio."""
@@ -181,7 +185,9 @@ def _onnx_rates(tmp: Path, ds: Any, x: torch.Tensor, torch_only: float) -> dict[
     def ort_rate(path: Path) -> float:
         gc.collect()  # no idle session of an earlier step keeps its threads busy
         session = OnnxModel(path, ("image",)).session
-        rate = _rate(reps * batch_size, lambda: [session.run(None, {"image": xs}) for _ in range(reps)], repeats=3)
+        rate = _rate(
+            reps * batch_size, lambda: [session.run(None, {"image": xs}) for _ in range(reps)], repeats=REPEATS
+        )
         session = None  # closed before the next step
         gc.collect()
         return rate
@@ -192,7 +198,7 @@ def _onnx_rates(tmp: Path, ds: Any, x: torch.Tensor, torch_only: float) -> dict[
             lambda: predict(
                 tmp / "model", tmp / "ds", tmp / out, engine=engine, batch_size=batch_size, overwrite=True
             ),
-            repeats=3,
+            repeats=REPEATS,
         )
 
     ort_fp32 = ort_rate(tmp / "model" / ONNX_FILE)
