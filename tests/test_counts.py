@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from scipy.special import expit
 from ctcid.errors import CtcidError
 from ctcid.evaluate import (
     DEFAULT_COUNT_METHOD,
+    MIN_CTC_PATIENTS,
     Calibration,
     ErrorRates,
     adjusted_count,
@@ -17,6 +20,7 @@ from ctcid.evaluate import (
     count_interval,
     count_table,
     coverage_summary,
+    default_count_method,
     expected_calibration_error,
     fit_calibration,
     threshold_max_f1,
@@ -126,7 +130,7 @@ def test_count_table_hand_made():
             "label": ["ctc", "wbc", "wbc", "ctc", "wbc"],
         }
     )
-    rates = ErrorRates(tp=99, fn=1, fp=0, tn=100)  # tpr 0.99, fpr 0
+    rates = ErrorRates(tp=99, fn=1, fp=0, tn=100, patients=8, ctc_patients=6)  # tpr 0.99, fpr 0
     t = count_table(frame, Calibration(), rates, blood_volume_ml=15.0).set_index("sample_id")
     assert t.index.tolist() == ["A", "B"]
     assert t["cells"].tolist() == [2, 3] and t["called_ctc"].tolist() == [1, 1]
@@ -254,6 +258,13 @@ def test_coverage_summary_counts_hits_and_widths():
     assert s["expected_width"] == pytest.approx((5 + 1 + 3) / 3)
     assert s["called_mae"] == pytest.approx(2 / 3) and s["called_bias"] == pytest.approx(2 / 3)
     assert s["expected_mae"] == pytest.approx((0.5 + 0.2 + 2.0) / 3)
+    assert "estimate_mae" not in s
+    # the reported estimate, whichever estimator each row (each fold's model) chose
+    t = t.assign(count_method=["expected", "adjusted", "adjusted"])
+    for suffix in ("", "_lo", "_hi"):
+        t[f"ctc_estimate{suffix}"] = [t[f"{m}_ctc{suffix}"][i] for i, m in enumerate(t["count_method"])]
+    s = coverage_summary(t)
+    assert s["estimate_mae"] == pytest.approx((0.5 + 0.0 + 0.2) / 3) and s["estimate_coverage"] == 1.0
 
 
 def test_between_patient_variance_of_rates():
@@ -301,5 +312,24 @@ def test_default_estimator_falls_back_when_the_bundle_has_no_error_rates():
     assert t["adjusted_ctc"].isna().all()
     with pytest.raises(CtcidError, match="error rates"):
         count_table(frame, Calibration(), None, method="adjusted")
-    with_rates = count_table(frame, Calibration(), ErrorRates(tp=9, fn=1, fp=1, tn=89))
-    assert (with_rates["count_method"] == DEFAULT_COUNT_METHOD).all()
+    # rates from one or two validation patients with a CTC (or not recorded) are too few for the adjusted count
+    for few in (
+        ErrorRates(tp=9, fn=1, fp=1, tn=89),
+        ErrorRates(tp=9, fn=1, fp=1, tn=89, patients=2, ctc_patients=1),
+    ):
+        assert (count_table(frame, Calibration(), few)["count_method"] == "expected").all()
+    many = ErrorRates(tp=45, fn=5, fp=3, tn=297, patients=10, ctc_patients=MIN_CTC_PATIENTS)
+    assert DEFAULT_COUNT_METHOD == "adjusted"
+    with_rates = count_table(frame, Calibration(), many)
+    assert (with_rates["count_method"] == "adjusted").all()
+    assert (with_rates["ctc_estimate"] == with_rates["adjusted_ctc"]).all()
+
+
+def test_error_rates_record_their_validation_patients():
+    per = {"sample_id": ["P1", "P2", "P3"], "tp": [4, 0, 6], "fn": [1, 0, 0], "fp": [0, 2, 1], "tn": [40, 50, 45]}
+    rates = ErrorRates.from_metrics(
+        {"validation": {"tp": 10, "fn": 1, "fp": 3, "tn": 135}, "validation_patients": per}
+    )
+    assert (rates.patients, rates.ctc_patients) == (3, 2)
+    assert default_count_method(rates) == "expected"
+    assert default_count_method(replace(rates, ctc_patients=MIN_CTC_PATIENTS)) == "adjusted"

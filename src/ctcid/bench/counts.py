@@ -5,9 +5,9 @@ For each preset a cohort is rendered (CTC prevalence varying between patients fr
 them without any), a model is trained in patient-grouped cross-validation exactly as ``ctcid cv`` does
 (calibration and error rates from each fold's validation patients), and every patient is counted once, out of
 fold, by the model that never saw them. The record's ``default`` is the estimator this benchmark finds closest
-to 95% coverage within [0.90, 0.98] on every preset, ties broken by mean absolute error; the library's
-:data:`ctcid.evaluate.DEFAULT_COUNT_METHOD` also weighs how each estimator holds with the few validation
-patients of a small study (see its comment).
+to 95% coverage within [0.90, 0.98] on every preset, ties broken by mean absolute error; it is the library's
+:data:`ctcid.evaluate.DEFAULT_COUNT_METHOD`, which a model reports when its error rates come from enough
+validation patients (:func:`ctcid.evaluate.default_count_method`).
 """
 
 from __future__ import annotations

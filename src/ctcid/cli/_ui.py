@@ -154,7 +154,7 @@ def counts(frame, title: str) -> None:
     """A count table: the chosen estimate with its 95% interval, the called count, the truth when known."""
     import pandas as pd
 
-    method = str(frame["count_method"].iloc[0]) if len(frame) else ""
+    method = "/".join(sorted(set(frame["count_method"].astype(str))))
     shown = pd.DataFrame({"sample": frame["sample_id"], "cells": frame["cells"]})
     shown[f"CTCs ({method})"] = frame["ctc_estimate"].round(1)
     shown["95% interval"] = [

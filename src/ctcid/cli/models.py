@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..evaluate.counts import DEFAULT_COUNT_METHOD
+from ..evaluate import DEFAULT_COUNT_METHOD, MIN_CTC_PATIENTS
 from ..train.config import TrainConfig
 from . import _ui
 from ._app import DatasetArg, OverwriteOpt, app
@@ -20,7 +20,10 @@ ModelArg = Annotated[Path, typer.Argument(help="Model bundle folder (a run's mod
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")]
 CountMethodOpt = Annotated[
     str | None,
-    typer.Option(help=f"Count reported as ctc_estimate: expected or adjusted. [default: {DEFAULT_COUNT_METHOD}]"),
+    typer.Option(
+        help=f"Count reported as ctc_estimate: expected or adjusted. [default: {DEFAULT_COUNT_METHOD} when the "
+        f"model's error rates come from {MIN_CTC_PATIENTS} or more validation patients with a CTC, else expected]"
+    ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 BatchOpt = Annotated[int, typer.Option(help="Cells per inference batch.")]

@@ -21,6 +21,7 @@ from .counts import (
     count_interval,
     count_table,
     coverage_summary,
+    default_count_method,
     expected_count,
 )
 from .frames import PREDICTION_COLUMNS, predictions_frame, uncertainty, write_metrics
@@ -85,6 +86,7 @@ __all__ = [
     "count_interval",
     "count_table",
     "coverage_summary",
+    "default_count_method",
     "evaluate_predictions",
     "expected_calibration_error",
     "expected_count",

@@ -258,7 +258,8 @@ def render_report(
     images, saliency = _cell_images(inputs, shown, with_saliency=meta is not None)
 
     counts = inputs.counts
-    method = str(counts["count_method"].iloc[0]) if len(counts) and "count_method" in counts else "expected"
+    methods = sorted(set(counts["count_method"].astype(str))) if "count_method" in counts else ["expected"]
+    method, method_note = "/".join(methods), "; ".join(COUNT_NOTES.get(m, m) for m in methods)
     parts = [
         f"<h1>CTC review: {_esc(inputs.source.name)}</h1>",
         f'<div class="sub">{len(frame)} cells from {frame["sample_id"].nunique()} samples · '
@@ -269,7 +270,7 @@ def render_report(
         *_patients_unknown(meta),
         "<h2>CTC counts per sample</h2>",
         _table(_count_view(counts), "counts"),
-        f'<p class="note">Estimate: the {_esc(method)} count ({_esc(COUNT_NOTES.get(method, ""))}), with a 95% '
+        f'<p class="note">Estimate: the {_esc(method)} count ({_esc(method_note)}), with a 95% '
         "interval that includes the uncertainty of the calibration and error rates measured on the validation "
         "patients. Called: cells at or above the threshold, which counts every false positive.</p>",
         f"<h2>Candidates, most CTC-like first (top {len(candidates)})</h2>",

@@ -217,7 +217,7 @@ def _run_fold(
 def _pool_variant(out: Path, run_dirs: list[Path], base: TrainConfig) -> tuple[dict[str, Any], pd.DataFrame]:
     """Pooled out-of-fold predictions, counts (one row per held-out patient) and metrics of one variant; its row
     of pooled figures and the pooled predictions."""
-    from ..evaluate import DEFAULT_COUNT_METHOD, write_metrics
+    from ..evaluate import write_metrics
 
     parts = [_fold_outputs(d) for d in run_dirs]
     pooled = pd.concat([p[0] for p in parts], ignore_index=True)
@@ -237,8 +237,8 @@ def _pool_variant(out: Path, run_dirs: list[Path], base: TrainConfig) -> tuple[d
         "pooled_ece": ece["value"],
         "interval": summary["interval"],
         "count_mae": summary["counts"].get("called_mae"),
-        "estimate_mae": summary["counts"].get(f"{DEFAULT_COUNT_METHOD}_mae"),
-        "estimate_coverage": summary["counts"].get(f"{DEFAULT_COUNT_METHOD}_coverage"),
+        "estimate_mae": summary["counts"].get("estimate_mae"),
+        "estimate_coverage": summary["counts"].get("estimate_coverage"),
     }
     return row, pooled
 
@@ -290,7 +290,7 @@ def _comparison_table(
 def _table_markdown(
     table: pd.DataFrame, ds: CellDataset, n_folds: int, base: TrainConfig, title: str, budget: str = ""
 ) -> str:
-    from ..evaluate import DEFAULT_COUNT_METHOD, to_markdown
+    from ..evaluate import to_markdown
 
     shown = pd.DataFrame(
         {
@@ -345,7 +345,8 @@ def _table_markdown(
         f"`{ds.fingerprint[:19]}`); {n_folds} patient-grouped folds, seed {base.seed}; {budget}Values are mean ± "
         f"std over folds on the held-out patients; {interval}. ECE: expected calibration error of the pooled "
         f"out-of-fold probabilities. Counts per held-out patient (`VARIANT/counts.csv`): mean absolute error of "
-        f"the called count and of the `{DEFAULT_COUNT_METHOD}` estimate, and the share of patients whose 95% "
+        "the called count and of the reported estimate (`ctc_estimate`, the estimator in `count_method`), and the "
+        "share of patients whose 95% "
         f"interval holds the true count. `F1 vs {table['reference'].iloc[0]}`: the difference of pooled F1 from "
         "the first variant on the same held-out patients, with a paired bootstrap interval (patients resampled "
         "once for both); * marks intervals that exclude 0.\n\n" + to_markdown(shown) + "\n"
