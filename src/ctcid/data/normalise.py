@@ -99,8 +99,7 @@ class Normalizer(torch.nn.Module):
         of the pixels' shape that may be reused between batches), else into a new tensor."""
         p = self.table[src]  # [B, C_in, 5]
         lo, hi = p[..., 0, None, None], p[..., 1, None, None]
-        x = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device) if out is None else out
-        x.copy_(pixels)
+        x = pixels.to(torch.float32, copy=True) if out is None else out.copy_(pixels)
         flat = p[..., 4] > 0 if self.any_flat else None  # [B, C_in]: flat-field images, by their own background
         xf = x[flat] if flat is not None and bool(flat.any()) else None  # a copy: [N, H, W]
         x.sub_(lo).div_(hi - lo)

@@ -72,9 +72,10 @@ def infer_logits(
         return network_inputs(batches[b], norm, input_size, inputs, dev, buffer=buffers[b % 2])
 
     # the next batch is read and prepared in a second thread while the model runs on this one
-    with ThreadPoolExecutor(max_workers=1) as pool, _torch_threads(1 if getattr(model, "owns_cpu", False) else 0):
-        if prefetch is None:
-            prefetch = dev.type != "cpu" or getattr(model, "owns_cpu", False)
+    own_threads = getattr(model, "owns_cpu", False)  # an onnxruntime session
+    if prefetch is None:
+        prefetch = dev.type != "cpu" or own_threads
+    with ThreadPoolExecutor(max_workers=1) as pool, _torch_threads(1 if own_threads else 0):
         pending = pool.submit(prepare, 0) if prefetch else None
         for b in range(len(batches)):
             args = pending.result() if pending is not None else prepare(b)
