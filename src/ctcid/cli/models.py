@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,6 +28,12 @@ CountMethodOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 BatchOpt = Annotated[int, typer.Option(help="Cells per inference batch.")]
+
+
+def _inferring(run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``run`` (``predict`` or ``evaluate_bundle``) with the progress bar of prediction."""
+    with _ui.progress("predict") as progress:
+        return run(*args, progress=progress, **kwargs)
 
 
 @app.command()
@@ -110,18 +117,8 @@ def evaluate(
     """Apply a bundle to a labelled dataset: metrics with bootstrap intervals, counts, plots."""
     from ..predict import evaluate_bundle
 
-    with _ui.progress("predict") as progress:
-        res = evaluate_bundle(
-            model,
-            dataset,
-            out,
-            batch_size=batch_size,
-            device=device,
-            n_boot=n_boot,
-            count_method=count_method,
-            overwrite=overwrite,
-            progress=progress,
-        )
+    given = {"batch_size": batch_size, "device": device, "n_boot": n_boot, "count_method": count_method}
+    res = _inferring(evaluate_bundle, model, dataset, out, overwrite=overwrite, **given)
     _ui.evaluation(res, dataset)
 
 
@@ -147,23 +144,12 @@ def predict(
     """Apply a bundle to new samples: calibrated p_ctc, calls, uncertainty and CTC counts per sample."""
     from ..predict import predict as run_predict
 
-    with _ui.progress("predict") as progress:
-        res = run_predict(
-            model,
-            input,
-            out,
-            engine=engine,
-            batch_size=batch_size,
-            device=device,
-            devices=int(devices) if devices.isdigit() else devices,
-            strategy=strategy,
-            num_nodes=num_nodes,
-            count_method=count_method,
-            blood_volume_ml=blood_volume_ml,
-            overwrite=overwrite,
-            log=_ui.note,
-            progress=progress,
-        )
+    given = {"engine": engine, "batch_size": batch_size, "device": device, "strategy": strategy}
+    workers = {"devices": int(devices) if devices.isdigit() else devices, "num_nodes": num_nodes}
+    counting = {"count_method": count_method, "blood_volume_ml": blood_volume_ml}
+    res = _inferring(
+        run_predict, model, input, out, overwrite=overwrite, log=_ui.note, **given, **workers, **counting
+    )
     if res is not None:  # a data-parallel worker returns None: the first process reports
         _ui.counts(res.counts, f"CTCs per sample ({len(res.predictions)} cells, {res.seconds:.1f} s)")
         _ui.out.print(f"results in {out}")

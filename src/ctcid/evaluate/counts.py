@@ -92,6 +92,17 @@ COUNT_COLUMNS = (
 STANDARD_VOLUME_ML = 7.5
 
 
+def _proportion(k: float, other: float) -> tuple[float, float]:
+    """The observed proportion ``k / (k + other)`` (0.5 without trials) and the variance of its Jeffreys
+    posterior ``Beta(k + 1/2, other + 1/2)``.
+
+    >>> _proportion(9, 1)
+    (0.9, 0.0098...)
+    """
+    a, b = k + 0.5, other + 0.5
+    return (k / (k + other) if k + other > 0 else 0.5), a * b / ((a + b) ** 2 * (a + b + 1))
+
+
 @dataclass(frozen=True)
 class ErrorRates:
     """Confusion counts of the calls on the validation cells, from which ``tpr`` and ``fpr`` are estimated.
@@ -115,30 +126,10 @@ class ErrorRates:
     patients: int = 0
     ctc_patients: int = 0
 
-    @staticmethod
-    def _rate(k: float, m: float) -> float:
-        return k / m if m > 0 else 0.5
-
-    @staticmethod
-    def _var(k: float, m: float) -> float:
-        a, b = k + 0.5, m - k + 0.5
-        return a * b / ((a + b) ** 2 * (a + b + 1))
-
-    @property
-    def tpr(self) -> float:
-        return self._rate(self.tp, self.tp + self.fn)
-
-    @property
-    def fpr(self) -> float:
-        return self._rate(self.fp, self.fp + self.tn)
-
-    @property
-    def tpr_var(self) -> float:
-        return self._var(self.tp, self.tp + self.fn)
-
-    @property
-    def fpr_var(self) -> float:
-        return self._var(self.fp, self.fp + self.tn)
+    tpr = property(lambda self: _proportion(self.tp, self.fn)[0], doc="Sensitivity: tp / (tp + fn).")
+    fpr = property(lambda self: _proportion(self.fp, self.tn)[0], doc="False-positive rate: fp / (fp + tn).")
+    tpr_var = property(lambda self: _proportion(self.tp, self.fn)[1], doc="Posterior variance of ``tpr``.")
+    fpr_var = property(lambda self: _proportion(self.fp, self.tn)[1], doc="Posterior variance of ``fpr``.")
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any]) -> ErrorRates:
