@@ -20,9 +20,11 @@ from ctcid.evaluate import (
     count_interval,
     count_table,
     coverage_summary,
+    crossfit_confusion,
     default_count_method,
     expected_calibration_error,
     fit_calibration,
+    per_patient_confusion,
     threshold_max_f1,
     uncertainty,
 )
@@ -136,7 +138,7 @@ def test_count_table_hand_made():
     assert t["cells"].tolist() == [2, 3] and t["called_ctc"].tolist() == [1, 1]
     assert t.loc["B", "expected_ctc"] == pytest.approx(1.5)
     assert t.loc["A", "expected_ctc"] == pytest.approx(expit(10) + expit(-10))
-    assert t.loc["B", "adjusted_ctc"] == pytest.approx(1 / 0.99)
+    assert t.loc["B", "adjusted_ctc"] == 1.0  # 1 / 0.99 to the nearest cell
     assert t["true_ctc"].tolist() == [1, 1]
     assert (t["ctc_estimate"] == t[f"{DEFAULT_COUNT_METHOD}_ctc"]).all()
     assert (t["count_method"] == DEFAULT_COUNT_METHOD).all()
@@ -333,3 +335,32 @@ def test_error_rates_record_their_validation_patients():
     assert (rates.patients, rates.ctc_patients) == (3, 2)
     assert default_count_method(rates) == "expected"
     assert default_count_method(replace(rates, ctc_patients=MIN_CTC_PATIENTS)) == "adjusted"
+
+
+def test_adjusted_count_is_whole_cells_around_the_unrounded_correction():
+    rates = ErrorRates(tp=90, fn=10, fp=5, tn=95)  # tpr 0.9, fpr 0.05
+    called, n = np.array([12.0, 14.0, 0.0]), np.array([100.0, 100.0, 100.0])
+    est, lo, hi = adjusted_count(called, n, rates)
+    exact = (called - 0.05 * n) / 0.85  # 8.24, 10.59, clipped to 0
+    np.testing.assert_array_equal(est, [8.0, 11.0, 0.0])
+    assert (lo <= np.clip(exact, 0, None)).all() and (np.clip(exact, 0, None) <= hi).all()
+    assert (lo <= est).all() and (est <= hi).all()
+
+
+def test_crossfit_confusion_finds_the_errors_the_chosen_threshold_hides():
+    # three validation patients; patient C's CTC scores lower than the others'. The threshold chosen on all three
+    # sits below it, so at that threshold the validation set shows no error; chosen without C, it misses C's CTC.
+    ids = np.array(["A", "A", "B", "B", "C", "C", "C", "C"])
+    y = np.array([1, 0, 1, 0, 1, 0, 0, 0])
+    p = np.array([0.9, 0.1, 0.9, 0.1, 0.3, 0.1, 0.1, 0.1])
+    threshold = threshold_max_f1(y, p)
+    plain = per_patient_confusion(ids, y, p >= threshold)
+    cross = crossfit_confusion(ids, y, p)
+    assert sum(plain["fn"]) == 0 and sum(plain["fp"]) == 0
+    assert cross["fn"] == [0, 0, 1] and sum(cross["fp"]) == 0
+    pooled = {"tp": 3, "fn": 0, "fp": 0, "tn": 5}
+    rates = ErrorRates.from_metrics(
+        {"validation": pooled, "validation_patients": plain, "validation_crossfit": cross}
+    )
+    assert (rates.tp, rates.fn) == (2.0, 1.0) and rates.patients == 3  # the cross-fitted counts are used
+    assert ErrorRates.from_metrics({"validation": pooled}).fn == 0.0  # bundles without per-patient counts

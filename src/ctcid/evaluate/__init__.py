@@ -21,8 +21,10 @@ from .counts import (
     count_interval,
     count_table,
     coverage_summary,
+    crossfit_confusion,
     default_count_method,
     expected_count,
+    per_patient_confusion,
 )
 from .frames import PREDICTION_COLUMNS, predictions_frame, uncertainty, write_metrics
 from .metrics import (
@@ -86,6 +88,7 @@ __all__ = [
     "count_interval",
     "count_table",
     "coverage_summary",
+    "crossfit_confusion",
     "default_count_method",
     "evaluate_predictions",
     "expected_calibration_error",
@@ -95,6 +98,7 @@ __all__ = [
     "interval_note",
     "paired_difference",
     "patient_folds",
+    "per_patient_confusion",
     "plot_calibration",
     "plot_confusion",
     "plot_model_comparison",

@@ -17,7 +17,9 @@ from ..evaluate import (
     ErrorRates,
     classification_metrics,
     count_table,
+    crossfit_confusion,
     fit_calibration,
+    per_patient_confusion,
     plot_training_curves,
     predictions_frame,
     threshold_max_f1,
@@ -34,7 +36,6 @@ __all__ = [
     "Fitted",
     "calibrate_on_validation",
     "finish",
-    "per_patient_confusion",
     "prior_shift_of",
     "write_predictions",
 ]
@@ -130,28 +131,6 @@ def write_predictions(
     return frame, summary
 
 
-def per_patient_confusion(sample_ids: np.ndarray, y: np.ndarray, calls: np.ndarray) -> dict[str, list]:
-    """Confusion counts of each validation patient (``sample_id``, ``tp``, ``fn``, ``fp``, ``tn``): their spread
-    between patients widens the adjusted count's interval (:class:`ctcid.evaluate.ErrorRates`).
-
-    >>> per_patient_confusion(np.array(["B", "A", "A"]), np.array([1, 1, 0]), np.array([True, False, False]))
-    {'sample_id': ['A', 'B'], 'tp': [0, 1], 'fn': [1, 0], 'fp': [0, 0], 'tn': [1, 0]}
-    """
-    ids, patient = np.unique(np.asarray(sample_ids).astype(str), return_inverse=True)
-    y, calls = np.asarray(y).astype(bool), np.asarray(calls).astype(bool)
-    count = {
-        "tp": y & calls,
-        "fn": y & ~calls,
-        "fp": ~y & calls,
-        "tn": ~y & ~calls,
-    }
-    out: dict[str, list] = {"sample_id": ids.tolist()}
-    out.update(
-        {k: np.bincount(patient, weights=v, minlength=len(ids)).astype(int).tolist() for k, v in count.items()}
-    )
-    return out
-
-
 def finish(run: TrainingRun, fitted: Fitted) -> FitResult:
     """Calibrate and choose the threshold on the validation cells, save the bundle, write the validation and
     test predictions (with the test metrics and counts) and the training curves."""
@@ -169,6 +148,9 @@ def finish(run: TrainingRun, fitted: Fitted) -> FitResult:
     meta.metrics = {
         "validation": val_metrics,
         "validation_patients": per_patient_confusion(run.sample_ids[run.val_cells], y_val, calls),
+        "validation_crossfit": crossfit_confusion(
+            run.sample_ids[run.val_cells], y_val, calibration.probabilities(val_logits)
+        ),
     }
     save_bundle(out / "model", fitted.model, meta, overwrite=True)
     write_predictions(out, run.ds, run.val_cells, val_logits, meta, cfg, "val_")
