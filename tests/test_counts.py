@@ -20,7 +20,6 @@ from ctcid.evaluate import (
     count_interval,
     count_table,
     coverage_summary,
-    crossfit_confusion,
     default_count_method,
     expected_calibration_error,
     fit_calibration,
@@ -347,20 +346,16 @@ def test_adjusted_count_is_whole_cells_around_the_unrounded_correction():
     assert (lo <= est).all() and (est <= hi).all()
 
 
-def test_crossfit_confusion_finds_the_errors_the_chosen_threshold_hides():
-    # three validation patients; patient C's CTC scores lower than the others'. The threshold chosen on all three
-    # sits below it, so at that threshold the validation set shows no error; chosen without C, it misses C's CTC.
-    ids = np.array(["A", "A", "B", "B", "C", "C", "C", "C"])
-    y = np.array([1, 0, 1, 0, 1, 0, 0, 0])
-    p = np.array([0.9, 0.1, 0.9, 0.1, 0.3, 0.1, 0.1, 0.1])
-    threshold = threshold_max_f1(y, p)
-    plain = per_patient_confusion(ids, y, p >= threshold)
-    cross = crossfit_confusion(ids, y, p)
-    assert sum(plain["fn"]) == 0 and sum(plain["fp"]) == 0
-    assert cross["fn"] == [0, 0, 1] and sum(cross["fp"]) == 0
-    pooled = {"tp": 3, "fn": 0, "fp": 0, "tn": 5}
+def test_error_rates_come_from_the_per_patient_counts_when_recorded():
+    ids = np.array(["A", "A", "B", "B", "B"])
+    y = np.array([1, 0, 1, 0, 0])
+    calls = np.array([True, False, False, True, False])
+    per = per_patient_confusion(ids, y, calls)
+    assert per == {"sample_id": ["A", "B"], "tp": [1, 0], "fn": [0, 1], "fp": [0, 1], "tn": [1, 1]}
     rates = ErrorRates.from_metrics(
-        {"validation": pooled, "validation_patients": plain, "validation_crossfit": cross}
+        {"validation": {"tp": 9, "fn": 9, "fp": 9, "tn": 9}, "validation_patients": per}
     )
-    assert (rates.tp, rates.fn) == (2.0, 1.0) and rates.patients == 3  # the cross-fitted counts are used
-    assert ErrorRates.from_metrics({"validation": pooled}).fn == 0.0  # bundles without per-patient counts
+    assert (rates.tp, rates.fn, rates.fp, rates.tn) == (1.0, 1.0, 1.0, 2.0) and rates.patients == 2
+    assert ErrorRates.from_metrics({"validation": {"tp": 9, "fn": 1, "fp": 0, "tn": 5}}).tpr == 0.9
+    with pytest.raises(CtcidError, match="no validation confusion counts"):
+        ErrorRates.from_metrics({})

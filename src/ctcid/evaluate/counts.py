@@ -15,12 +15,9 @@ Counting is quantification, not classification: the count of a sample is a preva
 ``adjusted``
     The called count corrected by the sensitivity ``tpr`` and false-positive rate ``fpr`` measured on the
     validation patients ("adjusted classify and count", Forman 2008): ``(called - fpr n) / (tpr - fpr)``,
-    clipped to ``[0, n]`` and rounded to the nearest cell. The rates are cross-fitted: each validation patient is
-    called at the threshold chosen on the other validation patients (:func:`crossfit_confusion`), because at a
-    threshold chosen on their own cells the few validation patients look better than a new patient will. Its
-    interval (delta method) includes the binomial spread of the calls given the true count, the spread of the
-    rates between patients and the uncertainty of ``tpr`` and ``fpr`` estimated from finite validation counts,
-    rounded outward to whole cells.
+    clipped to ``[0, n]`` and rounded to the nearest cell. Its interval (delta method) includes the binomial
+    spread of the calls given the true count, the spread of the rates between patients and the uncertainty of
+    ``tpr`` and ``fpr`` estimated from finite validation counts, rounded outward to whole cells.
 
 Interval bounds are whole numbers of cells, because the count they bracket is one.
 
@@ -48,7 +45,7 @@ from scipy.stats import norm
 
 from ..errors import CtcidError
 from .calibration import Calibration
-from .metrics import MIN_CTC_PATIENTS, threshold_max_f1
+from .metrics import MIN_CTC_PATIENTS
 
 __all__ = [
     "COUNT_COLUMNS",
@@ -60,7 +57,6 @@ __all__ = [
     "count_interval",
     "count_table",
     "coverage_summary",
-    "crossfit_confusion",
     "default_count_method",
     "expected_count",
     "per_patient_confusion",
@@ -138,12 +134,10 @@ class ErrorRates:
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any]) -> ErrorRates:
-        """From a bundle's metrics: the validation patients' confusion counts, cross-fitted when recorded
-        (``metrics["validation_crossfit"]``, each patient called at the threshold chosen on the others, see
-        :func:`crossfit_confusion`), else at the model's threshold (``metrics["validation_patients"]``); their
-        spread between patients gives the between-patient variance of each rate
-        (:func:`between_patient_variance`). Bundles with neither use the pooled ``metrics["validation"]``."""
-        per = metrics.get("validation_crossfit") or metrics.get("validation_patients") or {}
+        """From a bundle's metrics: the validation confusion counts, per patient when recorded
+        (``metrics["validation_patients"]``, whose spread gives the between-patient variance of each rate, see
+        :func:`between_patient_variance`), else pooled (``metrics["validation"]``)."""
+        per = metrics.get("validation_patients") or {}
         if per:
             tp, fn, fp, tn = (np.asarray(per[k], dtype=np.float64) for k in ("tp", "fn", "fp", "tn"))
             return cls(
@@ -183,30 +177,6 @@ def per_patient_confusion(sample_ids: np.ndarray, y: np.ndarray, calls: np.ndarr
         {k: np.bincount(patient, weights=v, minlength=len(ids)).astype(int).tolist() for k, v in count.items()}
     )
     return out
-
-
-def crossfit_confusion(sample_ids: np.ndarray, y: np.ndarray, p: np.ndarray) -> dict[str, list]:
-    """Per-patient confusion counts as :func:`per_patient_confusion` gives them, but each patient's calls are made
-    at the threshold that maximises F1 on the *other* validation patients (:func:`threshold_max_f1`).
-
-    The final threshold is chosen on all validation patients, so their own errors at it flatter the model: the
-    threshold settles where those few patients happen to be called right. Counted at a threshold their cells did
-    not choose, the errors are those a new patient meets, and the adjusted count corrects by these. With a
-    single validation patient nothing can be left out, and its calls are made at that patient's own best
-    threshold.
-
-    >>> ids = np.array(["A", "A", "B", "B"])
-    >>> crossfit_confusion(ids, np.array([1, 0, 1, 0]), np.array([0.9, 0.2, 0.6, 0.7]))
-    {'sample_id': ['A', 'B'], 'tp': [1, 1], 'fn': [0, 0], 'fp': [0, 1], 'tn': [1, 0]}
-    """
-    ids, patient = np.unique(np.asarray(sample_ids).astype(str), return_inverse=True)
-    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=np.float64)
-    calls = np.zeros(len(p), dtype=bool)
-    for k in range(len(ids)):
-        own = patient == k
-        rest = ~own if len(ids) > 1 else own
-        calls[own] = p[own] >= threshold_max_f1(y[rest], p[rest])
-    return per_patient_confusion(sample_ids, y, calls)
 
 
 def default_count_method(rates: ErrorRates | None) -> str:

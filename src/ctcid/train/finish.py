@@ -17,7 +17,6 @@ from ..evaluate import (
     ErrorRates,
     classification_metrics,
     count_table,
-    crossfit_confusion,
     fit_calibration,
     per_patient_confusion,
     plot_training_curves,
@@ -148,9 +147,6 @@ def finish(run: TrainingRun, fitted: Fitted) -> FitResult:
     meta.metrics = {
         "validation": val_metrics,
         "validation_patients": per_patient_confusion(run.sample_ids[run.val_cells], y_val, calls),
-        "validation_crossfit": crossfit_confusion(
-            run.sample_ids[run.val_cells], y_val, calibration.probabilities(val_logits)
-        ),
     }
     save_bundle(out / "model", fitted.model, meta, overwrite=True)
     write_predictions(out, run.ds, run.val_cells, val_logits, meta, cfg, "val_")
