@@ -359,3 +359,25 @@ def test_error_rates_come_from_the_per_patient_counts_when_recorded():
     assert ErrorRates.from_metrics({"validation": {"tp": 9, "fn": 1, "fp": 0, "tn": 5}}).tpr == 0.9
     with pytest.raises(CtcidError, match="no validation confusion counts"):
         ErrorRates.from_metrics({})
+
+
+def test_bench_counts_pools_the_patients_of_every_seed():
+    from ctcid.bench import bench_counts
+
+    r = bench_counts(
+        presets=("easy",),
+        patients=8,
+        cells_per_patient=8,
+        folds=2,
+        epochs=1,
+        input_size=32,
+        batch_size=32,
+        seeds=(0, 1),
+    )
+    assert r["config"]["seeds"] == [0, 1] and set(r["by_seed"]) == {"0", "1"}
+    pooled = r["estimators"]["adjusted"]["presets"]["easy"]
+    assert pooled["patients"] == 16  # eight patients from each seed's cohort, counted out of fold
+    per_seed = [r["by_seed"][s]["easy"]["adjusted"] for s in ("0", "1")]
+    assert pooled["coverage"] == pytest.approx(np.mean([p["coverage"] for p in per_seed]))
+    assert pooled["mae"] == pytest.approx(np.mean([p["mae"] for p in per_seed]))
+    assert 0.0 <= r["ece"]["easy"] <= 1.0 and r["default"] in (None, "expected", "adjusted")

@@ -12,7 +12,6 @@ validation patients (:func:`ctcid.evaluate.default_count_method`).
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ..errors import CtcidError
 
 __all__ = ["COVERAGE_TARGET", "ECE_TARGET", "bench_counts", "choose_default"]
 
@@ -49,8 +50,20 @@ def choose_default(presets: dict[str, dict[str, dict[str, float]]]) -> str | Non
     return min(scored)[2] if scored else None
 
 
-def _preset_result(counts: pd.DataFrame, oof: dict[str, Any]) -> dict[str, Any]:
-    from ..evaluate import coverage_summary
+def _preset_result(counts: pd.DataFrame, cells: pd.DataFrame) -> dict[str, Any]:
+    """One preset's record from its out-of-fold count table (one row per patient) and per-cell predictions
+    (``label``, ``p_ctc``, ``call``), pooled over every seed's cohort.
+
+    >>> counts = pd.DataFrame({"cells": [3, 3], "true_ctc": [1, 0], "called_ctc": [1, 1],
+    ...     "expected_ctc": [1.0, 0.5], "expected_ctc_lo": [0, 0], "expected_ctc_hi": [2, 1],
+    ...     "adjusted_ctc": [1.0, 0.0], "adjusted_ctc_lo": [1, 0], "adjusted_ctc_hi": [1, 1]})
+    >>> cells = pd.DataFrame({"label": ["ctc", "wbc", "wbc"] * 2, "p_ctc": [0.9, 0.1, 0.1, 0.1, 0.6, 0.1],
+    ...     "call": ["ctc", "wbc", "wbc", "wbc", "ctc", "wbc"]})
+    >>> r = _preset_result(counts, cells)
+    >>> r["called"]["mae"], r["adjusted"]["coverage"], r["adjusted"]["patients"], round(r["f1"], 3)
+    (0.5, 1.0, 2, 0.5)
+    """
+    from ..evaluate import coverage_summary, expected_calibration_error
 
     s = coverage_summary(counts)
     out: dict[str, Any] = {}
@@ -62,11 +75,32 @@ def _preset_result(counts: pd.DataFrame, oof: dict[str, Any]) -> dict[str, Any]:
             "bias": s[f"{name}_bias"],
             "patients": int(s["patients"]),
         }
-    out["ece"] = oof["metrics"]["ece"]["value"]
-    out["f1"] = oof["metrics"]["f1"]["value"]
+    y, called = cells["label"].eq("ctc").to_numpy(), cells["call"].eq("ctc").to_numpy()
+    out["ece"] = expected_calibration_error(y.astype(int), cells["p_ctc"].to_numpy())
+    tp = int((y & called).sum())
+    out["f1"] = 2 * tp / (2 * tp + int((~y & called).sum()) + int((y & ~called).sum()))
     out["ctc_patients"] = int((counts["true_ctc"] > 0).sum())
     out["max_prevalence"] = float((counts["true_ctc"] / counts["cells"]).max())
     return out
+
+
+def _out_of_fold(
+    where: Path, synth: Any, cfg: Any, say: Callable[[str], None]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Render the cohort ``synth`` and cross-validate ``cfg`` on it as ``ctcid cv`` does, in ``where``: the
+    out-of-fold count table (one row per patient) and per-cell predictions."""
+    from ..io import CellDataset
+    from ..synth.dataset import synth_dataset
+    from ..workflows import run_variants
+
+    label = f"{synth.difficulty}, seed {synth.seed}"
+    say(f"{label}: rendering {synth.patients} patients x {synth.cells_per_patient} cells")
+    ds = CellDataset.open(synth_dataset(where / "ds", synth))
+    say(f"{label}: {cfg.n_folds}-fold patient-grouped CV of {cfg.model} on {', '.join(cfg.channels)}")
+    run_variants(ds, {cfg.model: replace(cfg)}, where / "cv", base=cfg, title=synth.difficulty, log=say)
+    table = pd.read_csv(where / "cv" / cfg.model / "counts.csv", dtype={"sample_id": str})
+    cells = pd.read_csv(where / "cv" / cfg.model / "oof_predictions.csv", usecols=["label", "p_ctc", "call"])
+    return table, cells
 
 
 def bench_counts(
@@ -81,37 +115,40 @@ def bench_counts(
     epochs: int = 5,
     input_size: int = 64,
     batch_size: int = 64,
-    seed: int = 0,
+    seeds: tuple[int, ...] = (0,),
     work_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train and count every preset; return the benchmark record (see the module docstring for the layout)."""
-    from ..io import CellDataset
+    """Train and count every preset, once per seed (each seed its own cohort and folds, pooled); return the
+    benchmark record (see the module docstring for the layout)."""
     from ..synth import SynthConfig
-    from ..synth.dataset import synth_dataset
-    from ..workflows import run_variants
     from ._common import cv_config
     from .ingest import machine_info
 
     say = log or (lambda _m: None)
-    cfg = cv_config(
-        model, channels, epochs, batch_size=batch_size, input_size=input_size, n_folds=folds, n_boot=200, seed=seed
-    )
+    if not seeds:
+        raise CtcidError("bench counts needs at least one seed")
+    sizes = {"batch_size": batch_size, "input_size": input_size}
     cohort = SynthConfig(
-        patients=patients, cells_per_patient=cells_per_patient, ctc_fraction=ctc_fraction, seed=seed, size=80
+        patients=patients, cells_per_patient=cells_per_patient, ctc_fraction=ctc_fraction, size=80
     )
     results: dict[str, dict[str, Any]] = {}
+    by_seed: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ctcid-bench-counts-", dir=work_dir) as tmp:
         for preset in presets:
-            say(f"{preset}: rendering {patients} patients x {cells_per_patient} cells")
-            synth = replace(cohort, difficulty=preset)
-            ds = CellDataset.open(synth_dataset(Path(tmp) / preset / "ds", synth))
-            say(f"{preset}: {folds}-fold patient-grouped CV of {model} on {', '.join(channels)}")
-            run_variants(ds, {model: replace(cfg)}, Path(tmp) / preset / "cv", base=cfg, title=preset, log=say)
-            counts = pd.read_csv(Path(tmp) / preset / "cv" / model / "counts.csv", dtype={"sample_id": str})
-            oof = json.loads((Path(tmp) / preset / "cv" / model / "metrics.json").read_text())
-            results[preset] = _preset_result(counts, oof)
+            tables, cells = [], []
+            for seed in seeds:
+                cfg = cv_config(model, channels, epochs, **sizes, n_folds=folds, n_boot=200, seed=seed)
+                synth = replace(cohort, seed=seed, difficulty=preset)
+                table, oof = _out_of_fold(Path(tmp) / f"{preset}-{seed}", synth, cfg, say)
+                tables.append(table.assign(sample_id=f"{seed}:" + table["sample_id"]))
+                cells.append(oof)
+                one = _preset_result(table, oof)
+                by_seed.setdefault(str(seed), {})[preset] = {
+                    name: {k: one[name][k] for k in ("coverage", "mae")} for name in ESTIMATORS
+                }
+            results[preset] = _preset_result(pd.concat(tables), pd.concat(cells))
     default = choose_default({k: {e: v[e] for e in ("expected", "adjusted")} for k, v in results.items()})
     estimators = {name: {"presets": {preset: results[preset][name] for preset in presets}} for name in ESTIMATORS}
     checks = {
@@ -140,8 +177,9 @@ def bench_counts(
             "epochs": epochs,
             "input_size": input_size,
             "batch_size": batch_size,
-            "seed": seed,
+            "seeds": list(seeds),
         },
+        "by_seed": by_seed,
         "seconds": round(time.perf_counter() - t0, 1),
         "machine": machine_info(),
     }

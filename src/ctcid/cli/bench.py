@@ -19,6 +19,7 @@ import typer
 from .. import bench
 from ..bench.system_a import ARCHITECTURES, bench_system_a, default_cohort, default_training, system_a_markdown
 from ..config import parse_list
+from ..errors import CtcidError
 from . import _ui
 from ._app import JsonOutOpt, WorkersOpt, bench_app
 
@@ -47,7 +48,7 @@ def _parameter(run: Callable[..., Any], name: str, spec: Any) -> inspect.Paramet
     if hint is bool:
         annotation: Any = Annotated[bool, typer.Option(f"--{name}", help=spec)]
     elif typing.get_origin(hint) is tuple:
-        annotation, default = Annotated[str, typer.Option(help=spec)], ",".join(default)
+        annotation, default = Annotated[str, typer.Option(help=spec)], ",".join(map(str, default))
     else:
         annotation = Annotated[hint, typer.Option(help=spec)]
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
@@ -61,13 +62,21 @@ def _bench_command(name: str, run: Callable[..., dict], doc: str, options: dict[
     params = [_parameter(run, k, v) for k, v in options.items()]
     params.insert(len(options) - ("markdown" in options), _parameter(run, "out", JsonOutOpt))
     hints = typing.get_type_hints(run)
-    lists = [k for k, v in options.items() if isinstance(v, str) and typing.get_origin(hints[k]) is tuple]
+    lists = {
+        k: typing.get_args(hints[k])[0]  # the items' type: str, or int for seeds
+        for k, v in options.items()
+        if isinstance(v, str) and typing.get_origin(hints[k]) is tuple
+    }
     takes_log = "log" in inspect.signature(run).parameters
 
     def command(**values: Any) -> None:
         out = values.pop("out")
-        for k in lists:
-            values[k] = tuple(parse_list(values[k], "--" + k.replace("_", "-")) or ())
+        for k, item in lists.items():
+            flag = "--" + k.replace("_", "-")
+            try:
+                values[k] = tuple(item(v) for v in parse_list(values[k], flag) or ())
+            except ValueError:
+                raise CtcidError(f"{flag} takes {item.__name__} values, got {values[k]!r}") from None
         if note:
             _ui.note(note.format(**values))
         _ui.bench_result(run(**values, **({"log": _ui.note} if takes_log else {})), out)
@@ -125,7 +134,7 @@ _bench_command(
         "model": "Model trained in each fold.",
         "channels": "Input channels.",
         "epochs": "Training epochs per fold.",
-        "seed": "Seed of the cohorts and the training.",
+        "seeds": "Seeds, comma-separated: each its own cohort and training, all counts pooled.",
     },
 )
 _bench_command(
