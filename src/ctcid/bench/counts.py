@@ -4,10 +4,12 @@ estimator on held-out patients of synthetic cohorts with known truth.
 For each preset a cohort is rendered (CTC prevalence varying between patients from 0 to about 30%, a quarter of
 them without any), a model is trained in patient-grouped cross-validation exactly as ``ctcid cv`` does
 (calibration and error rates from each fold's validation patients), and every patient is counted once, out of
-fold, by the model that never saw them. The record's ``default`` is the estimator this benchmark finds closest
-to 95% coverage within [0.90, 0.98] on every preset, ties broken by mean absolute error; it is the library's
-:data:`ctcid.evaluate.DEFAULT_COUNT_METHOD`, which a model reports when its error rates come from enough
-validation patients (:func:`ctcid.evaluate.default_count_method`).
+fold, by the model that never saw them. With several seeds each renders its own cohort and trains its own
+folds, and the patients of all are pooled; ``by_seed`` keeps each seed's coverage and error. The record's
+``default`` is the estimator this benchmark finds closest to 95% coverage within [0.90, 0.98] on every preset,
+ties broken by mean absolute error; it is the library's :data:`ctcid.evaluate.DEFAULT_COUNT_METHOD`, which a
+model reports when its error rates come from enough validation patients
+(:func:`ctcid.evaluate.default_count_method`).
 """
 
 from __future__ import annotations
