@@ -65,7 +65,7 @@ def _preset_result(counts: pd.DataFrame, cells: pd.DataFrame) -> dict[str, Any]:
     >>> r["called"]["mae"], r["adjusted"]["coverage"], r["adjusted"]["patients"], round(r["f1"], 3)
     (0.5, 1.0, 2, 0.5)
     """
-    from ..evaluate import coverage_summary, expected_calibration_error
+    from ..evaluate import classification_metrics, coverage_summary
 
     s = coverage_summary(counts)
     out: dict[str, Any] = {}
@@ -77,10 +77,9 @@ def _preset_result(counts: pd.DataFrame, cells: pd.DataFrame) -> dict[str, Any]:
             "bias": s[f"{name}_bias"],
             "patients": int(s["patients"]),
         }
-    y, called = cells["label"].eq("ctc").to_numpy(), cells["call"].eq("ctc").to_numpy()
-    out["ece"] = expected_calibration_error(y.astype(int), cells["p_ctc"].to_numpy())
-    tp = int((y & called).sum())
-    out["f1"] = 2 * tp / (2 * tp + int((~y & called).sum()) + int((y & ~called).sum()))
+    # pooled out-of-fold cells, each called at its own fold's threshold
+    pooled = classification_metrics(cells["label"].eq("ctc"), cells["p_ctc"], calls=cells["call"])
+    out["ece"], out["f1"] = pooled["ece"], pooled["f1"]
     out["ctc_patients"] = int((counts["true_ctc"] > 0).sum())
     out["max_prevalence"] = float((counts["true_ctc"] / counts["cells"]).max())
     return out
