@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import pytest
 
 from ctcid.data import BatchPlan, StoreBatches, training_samples
@@ -107,6 +108,36 @@ def test_dapi_in_training_only(small_store: Path, tmp_path: Path):
     meta = load_bundle(res.bundle).meta
     assert meta.channels == ["BF"] and list(meta.normalisation) == ["BF"]  # test time stays bright field only
     assert meta.training.config["train_extra_channels"] == ["DAPI"]
+
+
+def test_stand_in_extra_channel_looks_like_bright_field(small_store: Path, tmp_path: Path):
+    from ctcid.data import Normalizer, channel_normalisation, stand_in_normalisation
+
+    ds = CellDataset.open(small_store)  # bright field: dark discs on a bright background; DAPI: bright discs
+    norm = channel_normalisation(ds, ["BF", "DAPI"], flatfield=["BF"])
+    own = dict(norm["DAPI"])
+    norm["DAPI"], measures = stand_in_normalisation(ds, np.arange(len(ds)), "DAPI", "BF", norm, ["BF"])
+    assert norm["DAPI"]["lo"] > norm["DAPI"]["hi"] and norm["DAPI"]["std"] == norm["BF"]["std"]
+    assert 0 < measures["target_depth"] < 0.5 and measures["extra_peak"] > 0
+    rows = np.arange(len(ds))
+    pix = torch.from_numpy(ds.images(rows, ["BF", "DAPI"]).astype(np.int32))
+    src = torch.tensor(ds.channel_index(["BF", "DAPI"]))[None].expand(len(rows), 2)
+    x = Normalizer(norm, ds.channels).window(pix, src)
+    bf, dapi = x[:, 0].flatten(1), x[:, 1].flatten(1)
+    assert abs(float(dapi.median()) - float(bf.median())) < 0.02  # both backgrounds at 0.5
+    corr = [np.corrcoef(a, b)[0, 1] for a, b in zip(bf.numpy(), dapi.numpy(), strict=True)]
+    assert np.median(corr) > 0.25  # the nucleus dark in both (the noise of each channel is its own)
+    # the nucleus as dark as bright field's darkest: the typical crop's 99th percentile lands on 0.5 - depth
+    peak = float(torch.quantile(dapi, 0.01, dim=1).median())
+    assert peak == pytest.approx(0.5 - measures["target_depth"], abs=0.05)
+    # its own window shows the nucleus bright: opposite to bright field
+    x_own = Normalizer({**norm, "DAPI": own}, ds.channels).window(pix, src)[:, 1].flatten(1)
+    assert np.median([np.corrcoef(a, b)[0, 1] for a, b in zip(bf.numpy(), x_own.numpy(), strict=True)]) < -0.25
+    assert stand_in_normalisation(ds, rows, "BF", "DAPI", norm, ["BF"])[0] == norm["BF"]  # no bright-field target
+    res = fit(ds, _split(ds), replace(FAST, epochs=1, train_extra_channels=["DAPI"], extra_look="stand-in"), tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "extra_channels.json").read_text())
+    assert record["DAPI"]["stands_in_for"] == "BF" and record["DAPI"]["window"]["lo"] > record["DAPI"]["window"]["hi"]
+    assert list(load_bundle(res.bundle).meta.normalisation) == ["BF"]
 
 
 def test_balanced_sampler_draws_classes_equally(small_store: Path):

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from .batches import PRELOAD_BYTES, BatchPlan, StoreBatches, available_memory, training_samples
 from .features import feature_matrix, select_features
-from .normalise import BORDER_PX, Normalizer, border_median, border_strips, channel_normalisation
+from .normalise import (
+    BORDER_PX,
+    Normalizer,
+    border_median,
+    border_strips,
+    channel_normalisation,
+    stand_in_normalisation,
+)
 from .preprocess import network_inputs, prepare_batch
 
 __all__ = [
@@ -29,5 +36,6 @@ __all__ = [
     "network_inputs",
     "prepare_batch",
     "select_features",
+    "stand_in_normalisation",
     "training_samples",
 ]

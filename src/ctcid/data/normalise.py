@@ -7,11 +7,19 @@ per-sample parameters gathered by ``src`` (the dataset channel feeding each inpu
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..io import CellDataset
 
-__all__ = ["BORDER_PX", "Normalizer", "border_median", "border_strips", "channel_normalisation"]
+__all__ = [
+    "BORDER_PX",
+    "Normalizer",
+    "border_median",
+    "border_strips",
+    "channel_normalisation",
+    "stand_in_normalisation",
+]
 
 
 #: Width, in px, of the crop border whose median is a crop's background for ``flatfield`` channels.
@@ -73,6 +81,49 @@ def channel_normalisation(
             "std": max(float(st["std"]) / span, 1e-3),
         }
     return out
+
+
+def stand_in_normalisation(
+    ds: CellDataset,
+    cells: np.ndarray,
+    extra: str,
+    target: str,
+    norm: dict[str, dict[str, float | str]],
+    flatfield: list[str] | tuple[str, ...] = (),
+) -> tuple[dict[str, float | str], dict[str, float]]:
+    """An extra training channel's window rescaled to look like the channel it stands in for.
+
+    For a fluorescence channel standing in for bright field (System A's DAPI in training), the window is inverted
+    and scaled so that the channel's background lands on bright field's background (0.5 after the flat-field
+    division) and its brightest structure (the typical crop's 99th percentile) on bright field's darkest (the
+    typical crop's 1st percentile): a DAPI nucleus then shows as the dark, textured nucleus bright field shows,
+    with the contrast bright field has, measured on ``cells``. Returns the entry for ``extra`` (a window with
+    ``lo > hi``, standardised as ``target``) and the measures. Any other pairing keeps the extra channel's own
+    window.
+    """
+    if target not in flatfield or extra in flatfield:
+        return dict(norm[extra]), {}
+    cells = np.sort(np.asarray(cells, np.int64))
+    pix = torch.from_numpy(ds.images(cells, [target, extra]).astype(np.float32))
+    bf = pix[:, 0] * 0.5 / border_median(pix[:, :1], BORDER_PX).clamp(min=1.0)[:, 0, None, None]
+    raw = pix[:, 1]
+    depth = float((0.5 - torch.quantile(bf.flatten(1), 0.01, dim=1)).median())
+    background = border_median(raw[:, None], BORDER_PX)[:, 0]
+    bright = torch.quantile(raw.flatten(1), 0.99, dim=1) - background
+    raw_bg, raw_peak = float(background.median()), float(bright.median())
+    depth = max(depth, 1e-3)
+    raw_peak = max(raw_peak, 1.0)
+    span = raw_peak / depth  # raw units per unit of the target's scaled intensity
+    lo = raw_bg + 0.5 * span  # maps the background to 0.5 ...
+    entry: dict[str, float | str] = {
+        "mode": "window",
+        "lo": lo,
+        "hi": lo - span,  # ... and the peak to 0.5 - depth
+        "mean": float(norm[target]["mean"]),
+        "std": float(norm[target]["std"]),
+    }
+    measures = {"target_depth": depth, "extra_background": raw_bg, "extra_peak": raw_peak, "cells": len(cells)}
+    return entry, measures
 
 
 class Normalizer(torch.nn.Module):

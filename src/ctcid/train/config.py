@@ -21,6 +21,7 @@ from ..features import FeatureConfig
 from ..segment import SegmentConfig
 
 __all__ = [
+    "EXTRA_LOOKS",
     "EXTRA_MODES",
     "FEATURE_MODELS",
     "LOSSES",
@@ -35,6 +36,7 @@ __all__ = [
 LOSSES = ("bce", "weighted_bce", "focal")
 SAMPLERS = ("shuffle", "balanced")
 EXTRA_MODES = ("extra", "substitute")
+EXTRA_LOOKS = ("own", "stand-in")
 #: Models that read the hand-crafted feature table (System B).
 FEATURE_MODELS = ("features_logreg", "features_gbm", "features_mlp", "dual_branch")
 #: Fewer labelled cells than this make a small study: ``train`` and ``cv`` print what works there.
@@ -118,6 +120,13 @@ class TrainConfig(Options):
         choices=EXTRA_MODES,
     )
     extra_p: float = option(0.5, help="Substitution probability of --extra-mode substitute.", ge=0, le=1)
+    extra_look: str = option(
+        "stand-in",
+        help="How an extra training channel is shown: stand-in: rescaled to look like the input channel it stands "
+        "in for (fluorescence inverted onto bright field's background and contrast, measured on the training "
+        "cells, so a DAPI nucleus shows as bright field's dark nucleus); own: its own intensity window.",
+        choices=EXTRA_LOOKS,
+    )
     augment: AugmentConfig = option(
         default_factory=AugmentConfig,
         help="Augmentation: the families (geometric, illumination, noise) and their parameters.",

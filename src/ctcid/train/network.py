@@ -17,7 +17,15 @@ from torch.utils.data import DataLoader, Sampler
 
 from .._runtime import accelerator_for, quiet_lightning
 from ..config import arguments_for
-from ..data import BatchPlan, Normalizer, StoreBatches, channel_normalisation, feature_matrix, training_samples
+from ..data import (
+    BatchPlan,
+    Normalizer,
+    StoreBatches,
+    channel_normalisation,
+    feature_matrix,
+    stand_in_normalisation,
+    training_samples,
+)
 from ..models import BundleMeta, FeatureInputs, create_model, model_inputs
 from ..predict import infer_logits
 from .config import FEATURE_MODELS, TrainConfig
@@ -89,6 +97,8 @@ def _setup(run: TrainingRun, say: Callable[[str], None]) -> _Setup:
     images = "image" in model_inputs(model)
     used = sorted(set(cfg.channels + cfg.train_extra_channels), key=ds.channels.index)
     norm = channel_normalisation(ds, used, cfg.flatfield_channels)
+    if cfg.extra_look == "stand-in" and cfg.train_extra_channels:
+        _stand_in(run, norm)
     chan_idx = ds.channel_index(cfg.channels)
     extra_idx = ds.channel_index(cfg.train_extra_channels) if cfg.train_extra_channels else []
     samples = training_samples(run.train_cells, chan_idx, extra_idx, cfg.extra_mode)
@@ -121,8 +131,28 @@ def _setup(run: TrainingRun, say: Callable[[str], None]) -> _Setup:
     )
 
 
-#: Training cells on which the augmentation strengths are measured (``augment_strength="data"``).
+#: Training cells on which the augmentation strengths (``augment_strength="data"``) and the look of stand-in
+#: extra channels (``extra_look="stand-in"``) are measured.
 GROUNDING_CELLS = 2000
+
+
+def _stand_in(run: TrainingRun, norm: dict[str, dict[str, Any]]) -> None:
+    """Rescale each extra training channel's window to look like the input channel (``extra_look="stand-in"``),
+    measured on the training patients; the measures are written to ``extra_channels.json``."""
+    import json
+
+    from ..io._atomic import atomic_write_text
+
+    cfg = run.cfg
+    cells = np.random.default_rng(cfg.seed).permutation(run.train_cells)[:GROUNDING_CELLS]
+    record = {}
+    for extra in cfg.train_extra_channels:
+        norm[extra], measures = stand_in_normalisation(
+            run.ds, cells, extra, cfg.channels[0], norm, cfg.flatfield_channels
+        )
+        record[extra] = {"look": "stand-in", "stands_in_for": cfg.channels[0], "window": norm[extra], **measures}
+    if not run.child:
+        atomic_write_text(run.out / "extra_channels.json", json.dumps(record, indent=2) + "\n")
 
 
 def _augment_config(run: TrainingRun, s: _Setup) -> Any:
