@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import pytest
+import torch
 
 from ctcid.data import BatchPlan, StoreBatches, training_samples
 from ctcid.errors import CtcidError
@@ -134,9 +134,10 @@ def test_stand_in_extra_channel_looks_like_bright_field(small_store: Path, tmp_p
     x_own = Normalizer({**norm, "DAPI": own}, ds.channels).window(pix, src)[:, 1].flatten(1)
     assert np.median([np.corrcoef(a, b)[0, 1] for a, b in zip(bf.numpy(), x_own.numpy(), strict=True)]) < -0.25
     assert stand_in_normalisation(ds, rows, "BF", "DAPI", norm, ["BF"])[0] == norm["BF"]  # no bright-field target
-    res = fit(ds, _split(ds), replace(FAST, epochs=1, train_extra_channels=["DAPI"], extra_look="stand-in"), tmp_path / "run")
-    record = json.loads((tmp_path / "run" / "extra_channels.json").read_text())
-    assert record["DAPI"]["stands_in_for"] == "BF" and record["DAPI"]["window"]["lo"] > record["DAPI"]["window"]["hi"]
+    cfg = replace(FAST, epochs=1, train_extra_channels=["DAPI"], extra_look="stand-in")
+    res = fit(ds, _split(ds), cfg, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "extra_channels.json").read_text())["DAPI"]
+    assert record["stands_in_for"] == "BF" and record["window"]["lo"] > record["window"]["hi"]
     assert list(load_bundle(res.bundle).meta.normalisation) == ["BF"]
 
 
@@ -265,7 +266,8 @@ def _run_ddp_script(script: Path, store: Path, out: Path, devices: str) -> None:
         if not port_race or attempt:
             break
         shutil.rmtree(out, ignore_errors=True)
-    raise AssertionError(f"training in {devices} process(es) failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    failed = f"training in {devices} process(es) failed (exit {done.returncode})"
+    raise AssertionError(f"{failed}:\n{done.stderr[-4000:]}")
 
 
 def test_two_process_ddp_on_cpu_matches_one_process(small_store: Path, tmp_path: Path):
