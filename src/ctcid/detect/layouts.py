@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import ConfigError
 from ..errors import CtcidError
 from ..io._json import read_versioned_json
 from ..io.imread import as_planes, read_image
@@ -137,7 +138,7 @@ def parse_grid(text: str | None) -> tuple[int, int] | None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
     if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise CtcidError(f"--grid expects COLUMNSxROWS, e.g. 48x48, got {text!r}")
+        raise ConfigError("grid", f"expects COLUMNSxROWS, e.g. 48x48, got {text!r}", "--grid")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -491,7 +492,7 @@ def plan_frames(
     """
     root = Path(src)
     if layout not in FRAME_LAYOUTS:
-        raise CtcidError(f"--layout must be one of {', '.join(FRAME_LAYOUTS)}, got {layout!r}")
+        raise ConfigError("layout", f"must be one of {', '.join(FRAME_LAYOUTS)}, got {layout!r}", "--layout")
     spec = read_spec(root) if root.is_dir() else None
     notes: list[str] = []
     if spec is not None:

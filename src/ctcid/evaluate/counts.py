@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from ..config import ConfigError
 from ..errors import CtcidError
 from .calibration import Calibration
 from .metrics import MIN_CTC_PATIENTS
@@ -356,7 +357,7 @@ def count_table(
     if method is None:
         method = default_count_method(rates)
     if method not in COUNT_METHODS:
-        raise CtcidError(f"--count-method must be one of {', '.join(COUNT_METHODS)}, got {method!r}")
+        raise ConfigError("method", f"must be one of {', '.join(COUNT_METHODS)}, got {method!r}", "--count-method")
     if not 0.0 < level < 1.0:
         raise CtcidError(f"the interval level must be between 0 and 1, got {level}")
     if method == "adjusted" and rates is None:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from ..config import ConfigError
 from ..errors import CtcidError
 from ..io import CellDataset, atomic_dir
 from ..models import check_compatible, load_bundle
@@ -57,7 +58,7 @@ def select_cells(bundle: object, ds: CellDataset, cells: list[str] | None = None
 
 def _check_layer(bundle: Any, method: str, layer: str) -> None:
     if method not in METHODS:
-        raise CtcidError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise ConfigError("method", f"must be one of {', '.join(METHODS)}, got {method!r}", "--method")
     if layer == "auto" or method not in ("gradcam", "guided_gradcam"):
         return
     try:

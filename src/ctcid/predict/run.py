@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .._runtime import Progress, launched_worker
+from ..config import ConfigError
 from ..errors import CtcidError
 from ..io import CellDataset, atomic_dir, atomic_write_text
 from ..io.store import is_dataset
@@ -105,7 +106,7 @@ def choose_engine(model: str | os.PathLike[str], engine: str, device: str, paral
     from .onnx import ENGINES, load_onnx, verified_engines
 
     if engine not in ENGINES:
-        raise CtcidError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        raise ConfigError("engine", f"must be one of {', '.join(ENGINES)}, got {engine!r}", "--engine")
     meta = read_meta(model)
     if engine == "auto":
         gpu = device != "cpu" and resolve_device(device).type == "cuda"
@@ -213,9 +214,13 @@ def predict(
 
     say = log or (lambda _m: None)
     if count_method is not None and count_method not in COUNT_METHODS:
-        raise CtcidError(f"--count-method must be one of {', '.join(COUNT_METHODS)}, got {count_method!r}")
+        raise ConfigError(
+            "count_method", f"must be one of {', '.join(COUNT_METHODS)}, got {count_method!r}", "--count-method"
+        )
     if blood_volume_ml is not None and not blood_volume_ml > 0:
-        raise CtcidError(f"--blood-volume-ml must be a positive volume in mL, got {blood_volume_ml}")
+        raise ConfigError(
+            "blood_volume_ml", f"must be a positive volume in mL, got {blood_volume_ml}", "--blood-volume-ml"
+        )
     src = Path(src)
     parallel = str(devices) not in ("1", "auto") or num_nodes > 1 or strategy.startswith("ddp")
     if parallel and not is_dataset(src):

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..config import ConfigError
 from ..errors import CtcidError
 from ..io import atomic_dir
 from ..io._atomic import check_output_dir
@@ -100,15 +101,19 @@ class SurvivalResult:
 
 def _check_options(cutoff: float, n_boot: int, margin: float, covariates: list[str]) -> None:
     if not isinstance(cutoff, numbers.Real) or not math.isfinite(cutoff) or cutoff <= 0:
-        raise CtcidError(f"--cutoff must be a positive number of CTCs per 7.5 mL, got {cutoff!r}")
+        raise ConfigError("cutoff", f"must be a positive number of CTCs per 7.5 mL, got {cutoff!r}", "--cutoff")
     if (
         not isinstance(n_boot, numbers.Integral)
         or isinstance(n_boot, bool)
         or not (n_boot == 0 or 100 <= n_boot <= 100_000)
     ):
-        raise CtcidError(f"--n-boot must be 0 (no intervals) or between 100 and 100000, got {n_boot!r}")
+        raise ConfigError(
+            "n_boot", f"must be 0 (no intervals) or between 100 and 100000, got {n_boot!r}", "--n-boot"
+        )
     if not isinstance(margin, numbers.Real) or not 0 < margin < 0.5:
-        raise CtcidError(f"--margin must be between 0 and 0.5 (a C-index difference), got {margin!r}")
+        raise ConfigError(
+            "margin", f"must be between 0 and 0.5 (a C-index difference), got {margin!r}", "--margin"
+        )
     reserved = sorted(set(covariates) & _RESERVED)
     if reserved:
         raise CtcidError(f"covariate name(s) {', '.join(reserved)} are used internally; rename the column(s)")

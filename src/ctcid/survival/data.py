@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import ConfigError
 from ..errors import CtcidError
 
 __all__ = [
@@ -386,7 +387,9 @@ def parse_count_columns(items: Iterable[str] | None, names: Iterable[str]) -> st
         return None
     plain = [i for i in items if "=" not in i]
     if len(plain) > 1:
-        raise CtcidError(f"--count-column gives more than one column for every source: {', '.join(plain)}")
+        raise ConfigError(
+            "count_column", f"gives more than one column for every source: {', '.join(plain)}", "--count-column"
+        )
     named = parse_named([i for i in items if "=" in i], "--count-column")
     if not named:
         return plain[0]

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..config import ConfigError
 from ..errors import CtcidError
 from ..evaluate import PATIENTS_UNKNOWN, Split
 from ..evaluate.metrics import METRICS
@@ -473,7 +474,7 @@ def ablate(
     fusion) on ``channels`` (System B's default: every channel of the dataset)."""
     system = system.upper()
     if system not in ("A", "B"):
-        raise CtcidError(f"--system must be A or B, got {system!r}")
+        raise ConfigError("system", f"must be A or B, got {system!r}", "--system")
     ds = _open(dataset)
     if system == "B":
         cfg = replace(cfg, channels=list(channels or ds.channels))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..config import ConfigError
 from ..errors import CtcidError
 from ..evaluate import PATIENTS_UNKNOWN, Split, train_val_split
 from ..explain import explain_feature_model
@@ -155,7 +156,7 @@ def train_on_dataset(
     included), then export and verify the model for fast prediction (``export``: none, onnx or int8).
     ``labels`` (a CSV of ``cell_id``, ``label``) adds or replaces labels first, e.g. an operator's review."""
     if export not in EXPORTS:
-        raise CtcidError(f"--export must be one of {', '.join(EXPORTS)}, got {export!r}")
+        raise ConfigError("export", f"must be one of {', '.join(EXPORTS)}, got {export!r}", "--export")
     check_models([cfg.model])
     ds = dataset if isinstance(dataset, CellDataset) else CellDataset.open(dataset)
     if labels:
