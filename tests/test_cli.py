@@ -42,6 +42,18 @@ def test_user_error_is_one_line_and_exit_2(capsys, tmp_path: Path):
     assert not (tmp_path / "ds").exists()
 
 
+def test_messages_name_flags_in_the_command_and_arguments_in_python(capsys, tmp_path: Path):
+    from ctcid.errors import CtcidError
+    from ctcid.io import ingest
+
+    make_deparray(tmp_path / "export")
+    (tmp_path / "ds").mkdir()
+    code, _, err = _cli(capsys, "ingest", tmp_path / "export", tmp_path / "ds")
+    assert code == 2 and "pass --overwrite" in err and "overwrite=True" not in err
+    with pytest.raises(CtcidError, match="pass overwrite=True$"):  # the command's wording ends with the command
+        ingest(tmp_path / "export", tmp_path / "ds")
+
+
 def test_skip_writes_rejected_csv(capsys, tmp_path: Path):
     make_deparray(tmp_path / "export")
     (tmp_path / "export" / "P2" / "P2_c02_DAPI.tif").write_text("garbage")

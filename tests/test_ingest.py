@@ -247,7 +247,7 @@ def test_class_folders_rgb_with_maps(tmp_path: Path):
     assert sorted(set(ds.table["sample_id"])) == ["pt0", "pt1"]
     px = ds.images([0])[0]
     assert (px[0] == 10 * 257).all() and (px[1] == 20 * 257).all() and (px[2] == 30 * 257).all()
-    with pytest.raises(CtcidError, match="unknown label 'midCTC'.*--label-map"):
+    with pytest.raises(CtcidError, match="unknown label 'midCTC'.*label_map=\\{'midCTC': 'ctc'\\}"):
         ingest(root, tmp_path / "ds2", IngestOptions(layout="class-folders"))
 
 

@@ -38,7 +38,7 @@ def test_unknown_model_is_a_clear_error():
 
 def test_pretrained_offline_fails_fast(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(CtcidError, match="--pretrained needs the network.*--weights"):
+    with pytest.raises(CtcidError, match="pretrained needs the network.*weights='FILE.safetensors'"):
         create_model("resnet18", pretrained=True)
 
 
@@ -122,7 +122,7 @@ def test_bundle_dataset_mismatch_refused():
     check_compatible(meta, _FakeDataset(["BF", "DAPI"], (32, 32), 0.64))
     with pytest.raises(CtcidError, match="needs channel\\(s\\) BF"):
         check_compatible(meta, _FakeDataset(["DAPI"], (32, 32), 0.64))
-    with pytest.raises(CtcidError, match="32x32 px crops but the dataset has 80x80.*--size 32"):
+    with pytest.raises(CtcidError, match="32x32 px crops but the dataset has 80x80.*size=32"):
         check_compatible(meta, _FakeDataset(["BF"], (80, 80), 0.64))
     with pytest.raises(CtcidError, match="0.64 um/px but the dataset is at 1.0"):
         check_compatible(meta, _FakeDataset(["BF"], (32, 32), 1.0))

@@ -178,7 +178,7 @@ def test_one_patient_is_refused_with_the_way_out(capsys, one_patient: Path, tmp_
     from ctcid.evaluate import patient_folds
 
     ids = np.repeat([f"P{i}" for i in range(5)], 4)
-    with pytest.raises(CtcidError, match="use --folds 3 or fewer"):
+    with pytest.raises(CtcidError, match="use n_folds=3 or fewer"):
         patient_folds(ids, np.tile([1, 0, 0, 0], 5), n_folds=5)
 
 

@@ -72,7 +72,7 @@ def test_existing_run_folder_needs_resume_or_overwrite(small_store: Path, tmp_pa
     ds = CellDataset.open(small_store)
     cfg = replace(FAST, epochs=1)
     fit(ds, _split(ds), cfg, tmp_path / "run")
-    with pytest.raises(CtcidError, match="--resume.*--overwrite"):
+    with pytest.raises(CtcidError, match="pass resume=True to continue this run or overwrite=True"):
         fit(ds, _split(ds), cfg, tmp_path / "run")
     with pytest.raises(CtcidError, match="already complete"):
         fit(ds, _split(ds), cfg, tmp_path / "run", resume=True)

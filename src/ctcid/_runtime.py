@@ -14,7 +14,7 @@ from typing import Protocol
 
 import torch
 
-from .errors import CtcidError
+from .errors import CtcidError, arg
 
 __all__ = [
     "Progress",
@@ -44,7 +44,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise CtcidError("--device cuda was asked for but no CUDA device is available")
+        raise CtcidError(f"{arg('device', 'cuda')} was asked for but no CUDA device is available")
     return torch.device(device)
 
 

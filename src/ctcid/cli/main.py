@@ -15,7 +15,7 @@ import typer
 
 from .._version import __version__
 from ..config import ConfigError
-from ..errors import CtcidError
+from ..errors import CtcidError, cli_wording
 from ..io._atomic import WRITE_ERRNOS
 from . import _ui, bench, data, detect, models, review, survival  # noqa: F401  (each registers its commands)
 from ._app import app, bench_app
@@ -31,11 +31,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """Find circulating tumour cells among leukocytes in single-cell images."""
+    cli_wording(True)  # messages name flags (--overwrite), not Python arguments, while a command runs
+    ctx.call_on_close(lambda: cli_wording(False))
 
 
 def _notes(exc: BaseException) -> str:

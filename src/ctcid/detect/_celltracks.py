@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CtcidError, InputError
+from ..errors import CtcidError, InputError, arg
 from ..io.imread import MAX_PIXELS
 
 __all__ = [
@@ -207,7 +207,7 @@ def read_celltracks_frame(path: str, rescale: bool = True) -> np.ndarray:
                     if len(tags) < 3 or not np.isfinite(tags[1:3]).all():
                         raise InputError(
                             f"page {i + 1} lacks the CellTracks scaling tags (found {len(tags)} private tags); "
-                            "not a CellTracks TIFF? read it with --layout multipage",
+                            f"not a CellTracks TIFF? read it with {arg('layout', 'multipage')}",
                             path,
                         )
                     low, high = tags[1], tags[2]

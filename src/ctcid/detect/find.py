@@ -43,7 +43,7 @@ from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from ..config import Options, option
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 
 __all__ = ["BACKENDS", "EVENT_FLAGS", "FindConfig", "Found", "check_backend", "find_cells"]
 
@@ -298,14 +298,14 @@ def check_backend(cfg: FindConfig) -> None:
         import cellpose.models  # noqa: F401
     except ImportError:
         raise CtcidError(
-            "--backend cellpose needs the cellpose package (pip install cellpose) and its model weights on this "
-            "machine; ctcid never downloads weights"
+            f"{arg('backend', 'cellpose')} needs the cellpose package (pip install cellpose) and its model "
+            "weights on this machine; ctcid never downloads weights"
         ) from None
     if _weights_path(cfg.cellpose_model) is None:
         raise CtcidError(
             f"cellpose weights {cfg.cellpose_model!r} are not on this machine (looked in "
-            "$CELLPOSE_LOCAL_MODELS_PATH or ~/.cellpose/models); copy them there or pass --cellpose-model PATH; "
-            "ctcid never downloads weights"
+            f"$CELLPOSE_LOCAL_MODELS_PATH or ~/.cellpose/models); copy them there or pass "
+            f"{arg('cellpose_model', 'PATH')}; ctcid never downloads weights"
         )
 
 
@@ -365,7 +365,7 @@ def find_cells(
     if cfg.nucleus_channel not in channels:
         raise CtcidError(
             f"the nuclear channel {cfg.nucleus_channel} is not among the channels ({', '.join(channels)}); "
-            "name the channels with --channels or set --nucleus-channel"
+            f"name the channels with {arg('channels', ...)} or set {arg('nucleus_channel', ...)}"
         )
     px = float(pixel_size_um)
     block = max(16, round(cfg.background_um / px / 8) * 8)

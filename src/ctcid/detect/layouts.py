@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 from ..io._json import read_versioned_json
 from ..io.imread import as_planes, read_image
 from ..io.layouts import IMAGE_EXTENSIONS, Rejection
@@ -276,8 +276,9 @@ def _plan_tiles(
         return _plan_tile_pattern(sample, images, channels, pattern, grid, rejected)
     if not channels:
         raise CtcidError(
-            "the tiles layout needs the channels of the blocks in order, e.g. --channels DAPI,CK,CD45,FITC "
-            "('-' skips a block), or --pattern naming the channel in the file name",
+            "the tiles layout needs the channels of the blocks in order, e.g. "
+            f"{arg('channels', ['DAPI', 'CK', 'CD45', 'FITC'])} ('-' skips a block), or {arg('pattern', ...)} "
+            "naming the channel in the file name",
             folder,
         )
     numbered: dict[int, Path] = {}
@@ -296,7 +297,8 @@ def _plan_tiles(
         if total % blocks:
             raise CtcidError(
                 f"{total} tiles do not divide into {blocks} channel blocks ({','.join(channels)}); "
-                "a block or some tiles are missing, or --channels is wrong (set --tiles-per-channel to find out)",
+                f"a block or some tiles are missing, or {arg('channels', ...)} is wrong (set "
+                f"{arg('tiles_per_channel', ...)} to find out)",
                 folder,
             )
         tiles_per_channel = total // blocks
@@ -305,7 +307,7 @@ def _plan_tiles(
     if last - first + 1 > span:
         raise CtcidError(
             f"tiles are numbered {first}..{last}, more than {blocks} blocks of {tpc} "
-            f"(--channels {','.join(channels)}, --tiles-per-channel {tpc})",
+            f"({arg('channels', channels)}, {arg('tiles_per_channel', tpc)})",
             folder,
         )
     for k, ch in enumerate(channels):
@@ -348,7 +350,8 @@ def _plan_tile_pattern(
 ) -> tuple[list[str], list[FrameSource]]:
     if "{frame}" not in pattern or "{channel}" not in pattern:
         raise CtcidError(
-            f"--pattern must hold {{frame}} and {{channel}}, e.g. Tile{{frame}}_{{channel}}.tif: {pattern}"
+            f"{arg('pattern', ...)} must hold {{frame}} and {{channel}}, e.g. Tile{{frame}}_{{channel}}.tif: "
+            f"{pattern}"
         )
     regex = (
         re.escape(pattern).replace(r"\{frame\}", r"(?P<frame>\d+)").replace(r"\{channel\}", r"(?P<channel>\w+?)")
@@ -361,7 +364,7 @@ def _plan_tile_pattern(
             continue
         found.setdefault(int(m.group("frame")), {})[m.group("channel")] = str(p)
     if not found:
-        raise CtcidError(f"no file name matches --pattern {pattern}", images[0].parent if images else None)
+        raise CtcidError(f"no file name matches {arg('pattern', pattern)}", images[0].parent if images else None)
     names = sorted({c for chans in found.values() for c in chans})
     wanted = (
         [c for c in channels if c != SKIP]
@@ -511,7 +514,9 @@ def plan_frames(
     slides = find_slides(root)
     if sample_id is not None:
         if len(slides) > 1:
-            raise CtcidError(f"--sample-id names one slide, but {root} holds {len(slides)} slide folders", root)
+            raise CtcidError(
+                f"{arg('sample_id', ...)} names one slide, but {root} holds {len(slides)} slide folders", root
+            )
         slides = [(sample_id, slides[0][1])]
     grid_spec = None if grid is None else {"columns": grid[0], "rows": grid[1], "serpentine": bool(serpentine)}
     detected = layout == "auto"
@@ -523,7 +528,7 @@ def plan_frames(
         this = layout
         if detected:
             this, why = detect_frame_layout(folder)
-            notes.append(f"{sample}: layout {this} (detected: {why}; set --layout to override)")
+            notes.append(f"{sample}: layout {this} (detected: {why}; set {arg('layout', ...)} to override)")
         layouts_used.add(this)
         if this == "tiles":
             names, found = _plan_tiles(sample, folder, channels, tiles_per_channel, pattern, grid_spec, rejected)

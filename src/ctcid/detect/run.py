@@ -38,7 +38,7 @@ import pandas as pd
 
 from .._workers import in_order, optional_pool, worker_count
 from ..config import ConfigError, Options, arguments_for, option
-from ..errors import CtcidError, InputError
+from ..errors import CtcidError, InputError, arg
 from ..io import atomic_dir
 from ..io.imread import to_uint16
 from ..io.ingest import _cached_plane, _on_error_option
@@ -379,7 +379,8 @@ def detect(
     if find_cfg.nucleus_channel not in plan.channels:
         raise CtcidError(
             f"the nuclear channel {find_cfg.nucleus_channel} is not among the channels "
-            f"({', '.join(plan.channels)}); name them with --channels or set --nucleus-channel",
+            f"({', '.join(plan.channels)}); name them with {arg('channels', ...)} or set "
+            f"{arg('nucleus_channel', ...)}",
             src,
         )
     rejected = list(plan.rejected)

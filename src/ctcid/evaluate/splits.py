@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 from ..io._atomic import atomic_write_text
 from ._checks import as_labels, as_sample_ids, check_lengths
 
@@ -41,11 +41,12 @@ __all__ = [
 ROLES = ("train", "val", "test")
 #: Columns of the table written as ``folds.csv``.
 FOLD_TABLE_COLUMNS = ("fold", "sample_id", "role", "cells", "ctc")
-#: What to do when the cells' patients are not known, said whenever too few patients stop a split.
+#: What to do when the cells' patients are not known, said whenever too few patients stop a split (the
+#: arguments are filled in by :func:`ctcid.errors.arg`, worded for Python or the command line).
 NO_PATIENTS_HINT = (
-    "if the cells come from several patients, give each cell its patient (re-ingest with --sample-regex to read "
+    "if the cells come from several patients, give each cell its patient (re-ingest with {sample_regex} to read "
     "it from file names, or a manifest with a sample_id column); if the patients are truly unknown, pass "
-    "--samples-unknown (each cell its own group; metrics may be optimistic)"
+    "{samples_unknown} (each cell its own group; metrics may be optimistic)"
 )
 #: The mark of every output made with ``samples_unknown``.
 PATIENTS_UNKNOWN = "patients unknown: metrics may be optimistic"
@@ -289,7 +290,8 @@ def patient_folds(
     if n_pat < n_folds + 2:
         raise CtcidError(
             f"{n_pat} labelled patient(s) are too few for {n_folds} folds: each fold needs its test patients plus "
-            f"at least one validation and one training patient (at least {n_folds + 2}); use --folds {n_pat - 2} "
+            f"at least one validation and one training patient (at least {n_folds + 2}); use "
+            f"{arg('n_folds', n_pat - 2, flag='--folds')} "
             "or fewer"
         )
     if _ctc_patients(ids_l, y_l) < 2:
@@ -330,7 +332,10 @@ def _labelled_cells(
     ids_l, y_l = ids[cells], y[cells]
     n_pat = np.unique(ids_l).size
     if n_pat < least:
-        raise CtcidError(f"{n_pat} labelled patient(s): {needs}; {NO_PATIENTS_HINT}")
+        hint = NO_PATIENTS_HINT.format(
+            sample_regex=arg("sample_regex", ...), samples_unknown=arg("samples_unknown")
+        )
+        raise CtcidError(f"{n_pat} labelled patient(s): {needs}; {hint}")
     return cells, ids_l, y_l, n_pat
 
 

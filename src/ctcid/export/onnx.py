@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 from ..predict.onnx import INT8_FILE, ONNX_FILE, OnnxModel
 
 __all__ = ["INT8_F1_TOLERANCE", "export_onnx", "quantise_onnx"]
@@ -108,7 +108,7 @@ def export_onnx(
         )
     target = Path(out) if out else model_dir / ONNX_FILE
     if target.exists() and not overwrite:
-        raise CtcidError("already exists; pass --overwrite", target)
+        raise CtcidError(f"already exists; pass {arg('overwrite')}", target)
     if isinstance(dataset, CellDataset):
         ds = dataset
     else:
@@ -117,7 +117,8 @@ def export_onnx(
 
         if not is_dataset(ds_path):
             raise CtcidError(
-                "the export checks the model on real cells: pass --dataset (the training dataset was not found)",
+                f"the export checks the model on real cells: pass {arg('dataset', ...)} (the training dataset was "
+                "not found)",
                 ds_path,
             )
         ds = CellDataset.open(ds_path)
@@ -153,7 +154,7 @@ def export_onnx(
                 raise CtcidError(
                     f"INT8 model changes validation F1 from {r['f1_fp32']:.4f} to {r['f1_int8']:.4f} (more than "
                     f"{INT8_F1_TOLERANCE}); not written (model.onnx, FP32, was). Calibrate on more cells "
-                    "(--calibration-cells) or use the FP32 model",
+                    f"({arg('calibration_cells', ...)}) or use the FP32 model",
                     target.with_name(INT8_FILE),
                 )
             atomic_write_bytes(target.with_name(INT8_FILE), (tmp / "int8.onnx").read_bytes())

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 
 __all__ = [
     "WRITE_ERRNOS",
@@ -78,7 +78,7 @@ def check_output_dir(out: str | os.PathLike[str], overwrite: bool = False) -> Pa
     """Refuse an existing output unless ``overwrite``; check the parent is writable."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise CtcidError("already exists; choose another output or pass --overwrite", out)
+        raise CtcidError(f"already exists; choose another output or pass {arg('overwrite')}", out)
     parent = out.absolute().parent
     if not parent.exists():
         try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, arg
 
 __all__ = ["MAX_PIXELS", "MAX_SIDE", "Image", "as_planes", "read_image", "sniff_format", "to_uint16"]
 
@@ -288,7 +288,9 @@ def as_planes(image: Image, path: str, channel_axis: str = "auto") -> np.ndarray
     if last <= 16 < first:
         return np.moveaxis(data, -1, 0)
     if first > 16 and last > 16:
-        raise InputError(f"cannot tell the channel axis of shape {data.shape}; pass --channel-axis", path)
+        raise InputError(
+            f"cannot tell the channel axis of shape {data.shape}; pass {arg('channel_axis', ...)}", path
+        )
     return data
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .._workers import in_order, optional_pool, worker_count
 from ..config import Options, arguments_for, option
-from ..errors import CtcidError, InputError
+from ..errors import CtcidError, InputError, arg
 from ._atomic import atomic_dir
 from .imread import Image, as_planes, read_image, to_uint16
 from .layouts import LAYOUTS, CellSource, IngestPlan, Rejection, plan_ingest
@@ -240,7 +240,9 @@ def _default_size(plan: IngestPlan) -> int:
         h, w = image.data.shape[:2] if image.axes == "YXS" else image.data.shape[-2:]
         sides.append(max(h, w))
     if not sides:
-        raise CtcidError("cannot find a crop size: the first cells cannot be read; pass --size", plan.root)
+        raise CtcidError(
+            f"cannot find a crop size: the first cells cannot be read; pass {arg('size', ...)}", plan.root
+        )
     return collections.Counter(sides).most_common(1)[0][0]
 
 
@@ -307,7 +309,7 @@ def ingest(
         raise CtcidError("no cells to ingest" + (f" ({len(rejected)} rejected)" if rejected else ""), src)
     size = opts.size or _default_size(plan)
     if not opts.size:
-        say(f"crop size: {size} px (most common in the first cells; set --size to change)")
+        say(f"crop size: {size} px (most common in the first cells; set {arg('size', ...)} to change)")
     say(
         f"channels: {', '.join(plan.channels)}; {len(plan.cells)} cells in "
         f"{len({c.sample_id for c in plan.cells})} samples"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import CtcidError, InputError
+from ..errors import CtcidError, InputError, arg
 
 __all__ = [
     "CLASSES",
@@ -179,12 +179,13 @@ def _repeated_name(keys: list[tuple[str, tuple[str, ...], str]]) -> str | None:
     return None
 
 
-#: Said by ingest when every cell has the same sample (patient) id.
+#: Said by ingest when every cell has the same sample (patient) id (the arguments filled in by
+#: :func:`ctcid.errors.arg`).
 ONE_SAMPLE_NOTE = (
     "every cell has the same sample id ({sample}): fine to predict, but `ctcid train` and `cv` split by patient "
-    "and will refuse it; if the cells come from several patients, ingest again with --sample-regex (the patient "
+    "and will refuse it; if the cells come from several patients, ingest again with {sample_regex} (the patient "
     "from file names) or from a manifest with a sample_id column; if the patients are truly unknown, train with "
-    "--samples-unknown"
+    "{samples_unknown}"
 )
 #: Said by ingest when cell ids come from paths.
 PATH_IDS_NOTE = (
@@ -207,7 +208,11 @@ def fold_label(raw: object, label_map: dict[str, str]) -> str | None:
     mapped = label_map.get(text, lowered.get(text.lower(), text))
     folded = str(mapped).strip().lower()
     if folded not in CLASSES:
-        hint = f"; fold it with --label-map '{text}=ctc' or '{text}=wbc'" if text == mapped else ""
+        hint = (
+            f"; fold it with {arg('label_map', {text: 'ctc'})} or {arg('label_map', {text: 'wbc'})}"
+            if text == mapped
+            else ""
+        )
         raise ValueError(f"unknown label {text!r} (labels must be one of {', '.join(CLASSES)}{hint})")
     return folded
 
@@ -492,7 +497,9 @@ def _plan_manifest(
         channel_cols = {renamed[c]: c for c in others if rows[0][c].lower().endswith(IMAGE_EXTENSIONS)}
         if not channel_cols:
             raise CtcidError(
-                "no channel columns: no column holds image paths in the first row; name them with --channels", path
+                "no channel columns: no column holds image paths in the first row; name them with "
+                f"{arg('channels', ...)}",
+                path,
             )
     order = list(channels) if channels else _order_channels(list(channel_cols))
     extra_cols = [c for c in others if c not in channel_cols.values()]
@@ -555,7 +562,9 @@ def _plan_single_file(
         planes = {}
         for comp, name in mapping.items():
             if comp.upper() not in _RGB:
-                raise CtcidError(f"--channel-map for class folders maps R, G or B to a channel name, got {comp!r}")
+                raise CtcidError(
+                    f"{arg('channel_map', ...)} for class folders maps R, G or B to a channel name, got {comp!r}"
+                )
             planes[name] = _RGB[comp.upper()]
         order = list(channels) if channels else list(planes)
         absent = [c for c in order if c not in planes]
@@ -651,7 +660,7 @@ def plan_ingest(
     files = _walk_images(src) if src.is_dir() else []
     if detected:
         layout, why = detect_layout(src, channel_map, files)
-        notes.append(f"layout: {layout} (detected: {why}; set --layout to override)")
+        notes.append(f"layout: {layout} (detected: {why}; set {arg('layout', ...)} to override)")
     if layout != "manifest" and not src.is_dir():
         raise CtcidError(f"layout {layout} needs a folder", src)
     if layout != "manifest" and not files:
@@ -670,6 +679,12 @@ def plan_ingest(
         raise CtcidError("no channels found", src)
     samples = {c.sample_id for c in cells}
     if len(cells) > 1 and len(samples) == 1:
-        notes.append(ONE_SAMPLE_NOTE.format(sample=next(iter(samples))))
+        notes.append(
+            ONE_SAMPLE_NOTE.format(
+                sample=next(iter(samples)),
+                sample_regex=arg("sample_regex", ...),
+                samples_unknown=arg("samples_unknown"),
+            )
+        )
     root = src.parent if src.is_file() else src
     return IngestPlan(layout, detected, root, order, cells, rejected, channel_axis, notes)

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..config import Options, from_dict, option
 from ..config import validate as validate_fields
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 from ..features import FeatureConfig
 from ..io._atomic import atomic_dir
 from ..io._json import read_versioned_json
@@ -268,20 +268,20 @@ def check_compatible(meta: BundleMeta, dataset: Any) -> None:
     if missing:
         raise CtcidError(
             f"the model needs channel(s) {', '.join(missing)} but the dataset has "
-            f"{', '.join(dataset.channels)}; re-ingest with a --channel-map that names them",
+            f"{', '.join(dataset.channels)}; re-ingest with a {arg('channel_map', ...)} that names them",
             where,
         )
     crop = list(dataset.crop_size)
     if crop != list(meta.crop_size):
         raise CtcidError(
             f"the model was trained on {meta.crop_size[0]}x{meta.crop_size[1]} px crops but the dataset "
-            f"has {crop[0]}x{crop[1]}; re-ingest with --size {meta.crop_size[0]}",
+            f"has {crop[0]}x{crop[1]}; re-ingest with {arg('size', meta.crop_size[0])}",
             where,
         )
     ratio = dataset.pixel_size_um / meta.pixel_size_um
     if abs(ratio - 1.0) > PIXEL_SIZE_TOLERANCE:
         raise CtcidError(
             f"the model was trained at {meta.pixel_size_um} um/px but the dataset is at "
-            f"{dataset.pixel_size_um} um/px; re-ingest with --fit resize at a matching scale",
+            f"{dataset.pixel_size_um} um/px; re-ingest with {arg('fit', 'resize')} at a matching scale",
             where,
         )

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 
 __all__ = ["create_model", "is_model", "list_models", "load_weights", "register_model"]
 
@@ -109,7 +109,7 @@ def create_model(
     torch.Size([2, 1])
     """
     if pretrained and weights is not None:
-        raise CtcidError("give either --pretrained or --weights, not both")
+        raise CtcidError(f"give either {arg('pretrained', ...)} or {arg('weights', ...)}, not both")
     if name in ARRAY_MODELS:
         raise CtcidError(
             f"{name} is a {'tree' if name in TREE_MODELS else 'linear'} model on the feature table, not a "
@@ -133,8 +133,8 @@ def create_model(
             raise CtcidError(f"unknown model {name!r} (not a ctcid model nor a timm backbone{hint})")
         if pretrained and not _hub_reachable():
             raise CtcidError(
-                f"--pretrained needs the network to fetch {name} weights from timm's hub, which cannot be "
-                "reached; download the weights elsewhere and pass --weights FILE.safetensors"
+                f"{arg('pretrained', ...)} needs the network to fetch {name} weights from timm's hub, which "
+                f"cannot be reached; download the weights elsewhere and pass {arg('weights', 'FILE.safetensors')}"
             )
         try:
             model = timm.create_model(

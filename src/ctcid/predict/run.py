@@ -31,7 +31,7 @@ import pandas as pd
 
 from .._runtime import Progress, launched_worker
 from ..config import ConfigError
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 from ..io import CellDataset, atomic_dir, atomic_write_text
 from ..io.store import is_dataset
 from .infer import bundle_logits
@@ -116,7 +116,9 @@ def choose_engine(model: str | os.PathLike[str], engine: str, device: str, paral
             else verified_engines(model, meta.model_id)[0]
         )
     if parallel and engine != "torch":
-        raise CtcidError("data-parallel prediction runs the PyTorch engine; drop --engine or --devices")
+        raise CtcidError(
+            f"data-parallel prediction runs the PyTorch engine; pass {arg('engine', 'torch')} or one device"
+        )
     if engine == "torch":
         arrays = "trees" if meta.architecture in TREE_MODELS else "linear"
         return load_bundle(model), (arrays if meta.architecture in ARRAY_MODELS else "torch")
@@ -241,8 +243,8 @@ def predict(
         return None
     if overwrite and (Path(out) / REVIEW_FILE).exists():
         raise CtcidError(
-            f"holds review decisions ({REVIEW_FILE}), which --overwrite would delete; write the predictions to "
-            "another folder, or move the folder away first",
+            f"holds review decisions ({REVIEW_FILE}), which {arg('overwrite')} would delete; write the "
+            "predictions to another folder, or move the folder away first",
             out,
         )
     say(f"engine: {used}")

@@ -47,7 +47,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 from .queue import QUEUES
 from .session import ReviewRequestError, ReviewSession
 
@@ -348,7 +348,8 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise CtcidError(
-            f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or --host"
+            f"cannot listen on {host}:{port} ({exc.strerror}); choose another {arg('port', ...)} or "
+            f"{arg('host', ...)}"
         ) from None
     sock.listen(128)
     sock.set_inheritable(True)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 from ..io import CellDataset, atomic_write_text
 from ..io.store import is_dataset
 from ..predict.run import REVIEW_FILE
@@ -597,7 +597,7 @@ def export_labels(
     """
     out = Path(out_csv)
     if out.exists() and not overwrite:
-        raise CtcidError("already exists; choose another file or pass --overwrite", out)
+        raise CtcidError(f"already exists; choose another file or pass {arg('overwrite')}", out)
     session = ReviewSession(folder, images=False)
     try:
         labels = session.labels()

@@ -35,7 +35,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..config import ConfigError
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 from ..io import atomic_dir
 from ..io._atomic import check_output_dir
 from .data import CountSource, count_columns, read_clinical, read_counts
@@ -187,7 +187,8 @@ def _analyse_source(
             + (
                 "the groups at the cut-off use counts rounded to whole numbers"
                 if round_counts
-                else "the groups at the cut-off use the counts as they are (--no-round-counts)"
+                else "the groups at the cut-off use the counts as they are "
+                f"({arg('round_counts', False, flag='--no-round-counts')})"
             )
         )
     res: dict[str, Any] = {
@@ -284,7 +285,7 @@ def _read_cohort(
 ) -> _Cohort:
     """Read the clinical table and every source of counts, and keep the patients common to all of them."""
     if not counts:
-        raise CtcidError("give at least one source of counts (--counts NAME=FILE)")
+        raise CtcidError(f"give at least one source of counts ({arg('counts', {'NAME': 'FILE'})})")
     names = list(counts)
     clin = read_clinical(clinical, time_column=time_column, event_column=event_column, covariates=covariates)
     clinical_path = None if isinstance(clinical, pd.DataFrame) else Path(clinical)

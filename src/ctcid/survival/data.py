@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ConfigError
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 
 __all__ = [
     "COUNT_COLUMNS",
@@ -284,7 +284,7 @@ def _choose_column(frame: pd.DataFrame, column: str | None, path: Path | None) -
         return numeric[0]
     raise CtcidError(
         f"cannot tell which column holds the counts (columns: {', '.join(map(str, frame.columns))}); name it with "
-        f"--count-column (tried {', '.join(COUNT_COLUMNS)}, then a single numeric column)",
+        f"{arg('count_column', ...)} (tried {', '.join(COUNT_COLUMNS)}, then a single numeric column)",
         path,
     )
 
@@ -365,7 +365,8 @@ def count_columns(count_column: str | Mapping[str, str] | None, names: Iterable[
     unknown = sorted(set(count_column) - set(names))
     if unknown:
         raise CtcidError(
-            f"--count-column names source(s) {', '.join(unknown)} not given with --counts ({', '.join(names)})"
+            f"{arg('count_column', ...)} names source(s) {', '.join(unknown)} not given with {arg('counts', ...)} "
+            f"({', '.join(names)})"
         )
     return {n: count_column.get(n) for n in names}
 

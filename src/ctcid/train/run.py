@@ -29,7 +29,7 @@ import yaml
 
 from .._runtime import git_revision, launched_worker
 from ..config import to_yaml
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 from ..evaluate import PATIENTS_UNKNOWN, Split, check_no_leakage, fold_table, split_groups
 from ..io import CellDataset
 from ..io._atomic import atomic_write_text, output_errors
@@ -133,7 +133,7 @@ class TrainingRun:
                 raise
             last = self.out / "checkpoints" / "last.ckpt"
             if last.is_file():
-                note = f"{self.out} keeps the checkpoint of its last finished epoch: continue with --resume"
+                note = f"{self.out} keeps the checkpoint of its last finished epoch: continue with {arg('resume')}"
                 exc.add_note(note)
                 if log:
                     log(note)
@@ -213,7 +213,8 @@ def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> tuple[bool, bo
             return last.is_file(), False
         if not overwrite:
             raise CtcidError(
-                "already exists; pass --resume to continue this run or --overwrite to start again", out
+                f"already exists; pass {arg('resume')} to continue this run or {arg('overwrite')} to start again",
+                out,
             )
         shutil.rmtree(out)
     elif resume:
@@ -231,7 +232,7 @@ def _check_same_config(path: Path, cfg: TrainConfig) -> None:
     changed = sorted(k for k in now if k not in ("progress", "workers") and before.get(k, now[k]) != now[k])
     if changed:
         raise CtcidError(
-            f"--resume needs the options the run started with; changed: {', '.join(changed)} "
+            f"{arg('resume', ...)} needs the options the run started with; changed: {', '.join(changed)} "
             "(see its config.yaml)",
             path.parent,
         )

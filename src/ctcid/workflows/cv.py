@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import ConfigError
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 from ..evaluate import PATIENTS_UNKNOWN, Split
 from ..evaluate.metrics import METRICS
 from ..io import CellDataset
@@ -121,7 +121,9 @@ def _prepare_out(
     from ..evaluate import fold_table, patient_folds
 
     if out.exists() and not resume and not overwrite:
-        raise CtcidError("already exists; pass --resume to finish it or --overwrite to start again", out)
+        raise CtcidError(
+            f"already exists; pass {arg('resume')} to finish it or {arg('overwrite')} to start again", out
+        )
     groups = run_groups(ds, base)
     splits = patient_folds(
         groups, ds.labels(), n_folds=base.n_folds, seed=base.seed, val_fraction=base.val_fraction
@@ -152,7 +154,7 @@ def _cv_guard(out: Path, created: bool, log: Callable[[str], None] | None = None
             note = (
                 f"{out} keeps {len(done)} finished run(s)"
                 + (f" and {len(started)} checkpoint(s)" if started else "")
-                + ": continue with --resume"
+                + f": continue with {arg('resume')}"
             )
             exc.add_note(note)
             if log:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._runtime import Progress
-from ..errors import CtcidError
+from ..errors import CtcidError, arg
 from ..io import CellDataset, IngestOptions, ingest
 from ..predict import PredictResult, predict
 from ..report import DatasetDescription, describe_dataset, write_report
@@ -59,7 +59,7 @@ def run_demo(
     out = Path(out)
     if out.exists():
         if not overwrite:
-            raise CtcidError("already exists; choose another folder or pass --overwrite", out)
+            raise CtcidError(f"already exists; choose another folder or pass {arg('overwrite')}", out)
         shutil.rmtree(out)
     out.mkdir(parents=True)
     try:

@@ -112,7 +112,7 @@ def small_study_advice(ds: CellDataset, models: list[str], *, samples_unknown: b
     if images:
         text += (
             f"; {', '.join(images)} learn(s) images from scratch and need hundreds of cells per class (compare "
-            "with --models features_logreg,features_gbm,...)"
+            "them with features_logreg and features_gbm in cv)"
         )
     return [*lines, text + ". See the README's recipe for a small study."]
 
