@@ -102,7 +102,9 @@ def test_eval_mode_returns_input_or_resizes_only():
     aug = BatchAugment(AugmentConfig()).eval()
     assert aug(x) is x
     small = BatchAugment(AugmentConfig(), out_size=20).eval()(x)
-    assert torch.equal(small, F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False))
+    assert torch.equal(
+        small, F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False, antialias=True)
+    )
 
 
 def test_same_seed_same_output_other_seed_other_output():
@@ -289,6 +291,31 @@ def test_training_resize_matches_evaluation_resize():
     x = image(h=40, w=40)
     y, _ = run(only(), x, out_size=24)
     torch.testing.assert_close(y, BatchAugment(AugmentConfig(), out_size=24).eval()(x), atol=1e-5, rtol=0)
+
+
+def test_training_crops_are_resized_as_evaluation_resizes_them():
+    """A crop shrunk to the model's input size must look the same in training (through the augmentation) as at
+    evaluation (prepare_batch without augmentation): both antialiased, so that no augmented model trains on
+    sharper, aliased crops than it is tested on. Quarter turns and flips then only permute those pixels."""
+    from ctcid.data import Normalizer, prepare_batch
+
+    pixels = (torch.rand((4, 1, 64, 64), generator=gen(3)) * 1000).to(torch.int32).to(torch.uint16)
+    norm = Normalizer({"BF": {"mode": "window", "lo": 0.0, "hi": 1000.0, "mean": 0.5, "std": 0.25}}, ["BF"])
+    src = torch.zeros(4, 1, dtype=torch.long)
+    evaluated = prepare_batch(pixels, src, norm, input_size=40)
+    neutral = prepare_batch(pixels, src, norm, input_size=40, augment=BatchAugment(only(), out_size=40))
+    torch.testing.assert_close(neutral, evaluated, atol=1e-5, rtol=0)
+    aliased = F.interpolate(norm.window(pixels, src), size=(40, 40), mode="bilinear", align_corners=False)
+    assert (norm.standardise(aliased, src) - evaluated).abs().mean() > 0.05  # the resize the test guards against
+    turned = BatchAugment(only(rot90=True, hflip_p=0.5), out_size=40)
+    windowed = norm.window(pixels, src)
+    params = turned.draw_params(windowed, gen(1))
+    y = turned.apply_params(windowed, params)
+    expect = F.interpolate(windowed, size=(40, 40), mode="bilinear", align_corners=False, antialias=True)
+    for i in range(4):
+        e = expect[i].flip(-1) if params.hflip[i] else expect[i]
+        e = torch.rot90(e, int(params.quarter_turns[i]), dims=(-2, -1))
+        torch.testing.assert_close(y[i], e, atol=1e-5, rtol=0)
 
 
 def test_theta_quarter_turn_entries_are_exact():

@@ -112,10 +112,13 @@ def warp(
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize to ``size`` with the same sampling positions as :func:`warp` with an identity matrix."""
+    """Bilinear resize to ``size``, antialiased when shrinking: the resize that evaluation applies
+    (:func:`ctcid.data.prepare_batch` without augmentation), so that training crops are not sharper or more
+    aliased than the crops a model is tested on."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
+    shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
 def blur_radius(sigma_max: float) -> int:

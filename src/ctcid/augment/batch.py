@@ -3,9 +3,10 @@
 Russo et al. (2025) train a ResNet on bright-field crops with geometric, illumination and noise augmentation;
 the parameters were not published, so the ones below are ours and are recorded with every run
 (:func:`describe`). :class:`BatchAugment` draws every per-sample parameter with one ``torch.rand`` and the
-noise field with one ``torch.randn``, then applies the three families in a handful of batched kernels: one
-affine sampling grid + ``grid_sample`` for all geometry (and the resize), one depthwise convolution for the
-defocus blur, and broadcast elementwise operations for the rest of the illumination and for the noise.
+noise field with one ``torch.randn``, then applies the three families in a handful of batched kernels: the
+resize to the model's input size (antialiased, exactly as at evaluation), one affine sampling grid +
+``grid_sample`` for all geometry, one depthwise convolution for the defocus blur, and broadcast elementwise
+operations for the rest of the illumination and for the noise.
 
 Examples
 --------
@@ -16,7 +17,8 @@ Examples
 >>> y = aug(x, generator=torch.Generator().manual_seed(0))
 >>> tuple(y.shape)
 (8, 1, 32, 32)
->>> bool(torch.equal(aug.eval()(x), torch.nn.functional.interpolate(x, size=32, mode="bilinear")))
+>>> shrunk = torch.nn.functional.interpolate(x, size=32, mode="bilinear", antialias=True)
+>>> bool(torch.equal(aug.eval()(x), shrunk))
 True
 """
 
@@ -269,16 +271,16 @@ class BatchAugment(torch.nn.Module):
     config
         The families and their parameters (:class:`AugmentConfig`).
     out_size
-        Output crop size in pixels (square). The resize is folded into the geometric resample, so a model can
-        train at another crop size at no extra cost; with the geometric family off it is one bilinear
-        interpolation. ``None`` keeps the input size.
+        Output crop size in pixels (square): the crop is first resized to it exactly as evaluation resizes it
+        (bilinear, antialiased when shrinking), and the geometry is then applied at that size. ``None`` keeps
+        the input size.
 
     Notes
     -----
     The input is float, each channel windowed to roughly ``[0, 1]``; the output has the same dtype and device
     and is never written into the input (it may be the input itself when nothing applies). All channels of a
     sample share one geometric transform, blur, illumination ramp, specks and noise level; gamma, contrast and
-    brightness are drawn per channel when ``config.channel_independent``. Order: geometry (+ resize), blur,
+    brightness are drawn per channel when ``config.channel_independent``. Order: resize, geometry, blur,
     ramp, gamma, contrast, brightness, specks, read + shot noise.
 
     Randomness comes from ``generator`` (on the batch's device) in a fixed order: one uniform draw of shape
@@ -287,9 +289,7 @@ class BatchAugment(torch.nn.Module):
     nothing loops over the batch.
 
     In evaluation mode (``module.eval()``) the batch is returned unchanged, or only resized to ``out_size``
-    with the same sampling positions as in training.
-
-    Bilinear resampling does not low-pass filter: shrinking by more than about 2x aliases fine texture.
+    by the same resize as in training.
     """
 
     def __init__(self, config: AugmentConfig | None = None, *, out_size: int | None = None):
@@ -380,8 +380,11 @@ class BatchAugment(torch.nn.Module):
         """
         _check_batch(x)
         cfg = self.config
-        h, w = x.shape[-2], x.shape[-1]
-        out_hw = self.output_size(h, w)
+        out_hw = self.output_size(x.shape[-2], x.shape[-1])
+        # Resize first, as evaluation does (antialiased when shrinking), then move the content at the model's
+        # size: resampling the full crop straight to a smaller size would alias, and a model trained on aliased
+        # crops would be tested on smoother ones.
+        y = resize(x, out_hw)
         if cfg.geometric:
             theta = affine_theta(
                 hflip=params.hflip,
@@ -390,12 +393,10 @@ class BatchAugment(torch.nn.Module):
                 angle_rad=params.angle_deg * (math.pi / 180.0),
                 shift=params.shift,
                 scale=params.scale,
-                height=h,
-                width=w,
+                height=out_hw[0],
+                width=out_hw[1],
             )
-            y = warp(x, theta, out_hw, cfg.padding)
-        else:
-            y = resize(x, out_hw)
+            y = warp(y, theta, out_hw, cfg.padding)
         if cfg.illumination:
             y = self._illuminate(y, params, owned=y is not x)
         if cfg.noise:
@@ -457,7 +458,7 @@ def describe(config: AugmentConfig, *, out_size: int | None = None) -> dict[str,
         "method": "ctcid.augment.BatchAugment",
         "families": config.families(),
         "order": {
-            "geometric": ["flip", "quarter_turn", "rotate", "scale", "shift", "resize"],
+            "geometric": ["resize", "flip", "quarter_turn", "rotate", "scale", "shift"],
             "illumination": ["blur", "uneven", "gamma", "contrast", "brightness"],
             "noise": ["artefact", "gaussian+poisson"],
         },
