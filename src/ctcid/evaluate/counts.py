@@ -17,7 +17,8 @@ Counting is quantification, not classification: the count of a sample is a preva
     validation patients ("adjusted classify and count", Forman 2008): ``(called - fpr n) / (tpr - fpr)``,
     clipped to ``[0, n]`` and rounded to the nearest cell. Its interval (delta method) includes the binomial
     spread of the calls given the true count, the spread of the rates between patients and the uncertainty of
-    ``tpr`` and ``fpr`` estimated from finite validation counts, rounded outward to whole cells.
+    ``tpr`` and ``fpr`` estimated from finite validation counts; its quantiles come from the same
+    approximation as the expected count's, skewed by the rates' posteriors.
 
 Interval bounds are whole numbers of cells, because the count they bracket is one.
 
