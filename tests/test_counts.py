@@ -245,7 +245,7 @@ def test_adjusted_count_intervals_hold_for_known_error_rates():
 
 def test_adjusted_count_intervals_hold_when_calls_are_nearly_exact():
     # Nearly exact calls leave a spread of well under a cell: whole-number quantiles must then be allowed to
-    # miss, or the 95% interval covers almost every patient (rounded outward, 0.995 here).
+    # miss, or the 95% interval covers almost every patient (rounded outward, 0.996 here).
     rng = np.random.default_rng(3)
     tpr, fpr = 0.99, 0.003
     hits = []

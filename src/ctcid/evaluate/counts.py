@@ -95,26 +95,18 @@ COUNT_COLUMNS = (
 STANDARD_VOLUME_ML = 7.5
 
 
-def _proportion(k: float, other: float) -> tuple[float, float]:
-    """The observed proportion ``k / (k + other)`` (0.5 without trials) and the variance of its Jeffreys
-    posterior ``Beta(k + 1/2, other + 1/2)``.
+def _proportion(k: float, other: float) -> tuple[float, float, float]:
+    """The observed proportion ``k / (k + other)`` (0.5 without trials) and the variance and third central moment
+    of its Jeffreys posterior ``Beta(k + 1/2, other + 1/2)`` (the third is positive, a long upper tail, for a rate
+    near 0 and negative near 1).
 
     >>> _proportion(9, 1)
-    (0.9, 0.0098...)
+    (0.9, 0.0098..., -0.0010...)
     """
     a, b = k + 0.5, other + 0.5
-    return (k / (k + other) if k + other > 0 else 0.5), a * b / ((a + b) ** 2 * (a + b + 1))
-
-
-def _posterior_third_moment(k: float, other: float) -> float:
-    """Third central moment of the Jeffreys posterior ``Beta(k + 1/2, other + 1/2)`` of a proportion: positive
-    (a long upper tail) for a rate near 0, negative near 1.
-
-    >>> _posterior_third_moment(1, 299) > 0 > _posterior_third_moment(299, 1)
-    True
-    """
-    a, b = k + 0.5, other + 0.5
-    return 2 * (b - a) * a * b / ((a + b) ** 3 * (a + b + 1) * (a + b + 2))
+    var = a * b / ((a + b) ** 2 * (a + b + 1))
+    third = 2 * (b - a) * var / ((a + b) * (a + b + 2))
+    return (k / (k + other) if k + other > 0 else 0.5), var, third
 
 
 @dataclass(frozen=True)
@@ -144,6 +136,8 @@ class ErrorRates:
     fpr = property(lambda self: _proportion(self.fp, self.tn)[0], doc="False-positive rate: fp / (fp + tn).")
     tpr_var = property(lambda self: _proportion(self.tp, self.fn)[1], doc="Posterior variance of ``tpr``.")
     fpr_var = property(lambda self: _proportion(self.fp, self.tn)[1], doc="Posterior variance of ``fpr``.")
+    tpr_third = property(lambda self: _proportion(self.tp, self.fn)[2], doc="Posterior third moment of ``tpr``.")
+    fpr_third = property(lambda self: _proportion(self.fp, self.tn)[2], doc="Posterior third moment of ``fpr``.")
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any]) -> ErrorRates:
@@ -299,12 +293,11 @@ def adjusted_count(
     The corrected count ``(called - fpr n) / (tpr - fpr)`` is the mean of the true count's approximate
     distribution; the estimate is the correction rounded to the nearest cell. A count is a number of cells, and a
     correction of a fraction of a cell (a false-positive rate of 0.3% over 60 leukocytes) would otherwise move
-    every exact call off the truth. The interval holds the whole-number
-    quantiles of the count's distribution around the unrounded correction, found as for the expected count
-    (:func:`count_interval`: a normal approximation with the continuity correction and a skewness term, the
-    skew coming from the calls' binomial spread and from the rates' posteriors). Rounding normal quantiles
-    outward instead would add up to a cell on each side: with nearly exact calls it covers almost every patient
-    whatever the level.
+    every exact call off the truth. The interval holds the whole-number quantiles of the count's distribution
+    around the unrounded correction, found as for the expected count (:func:`count_interval`: a normal
+    approximation with the continuity correction and a skewness term, the skew coming from the calls' binomial
+    spread and from the rates' posteriors). Rounding normal quantiles outward instead would add up to a cell on
+    each side: with nearly exact calls it covers almost every patient whatever the level.
 
     NaN where the validation calls do not separate the classes (``tpr - fpr < 0.05``).
 
@@ -331,10 +324,7 @@ def adjusted_count(
     # upper tail of the false-positive rate is a long lower tail of the count), and chance false positives
     # skew the calls upwards.
     third_calls = est * t * (1 - t) * (1 - 2 * t) + neg * f * (1 - f) * (1 - 2 * f)
-    third_rates = neg**3 * _posterior_third_moment(rates.fp, rates.tn) + est**3 * _posterior_third_moment(
-        rates.tp, rates.fn
-    )
-    third = -(third_calls + third_rates) / gap**3
+    third = -(third_calls + neg**3 * rates.fpr_third + est**3 * rates.tpr_third) / gap**3
     lo, hi = count_interval(est, var, third, n, level)
     return np.round(est), lo, hi
 
