@@ -206,6 +206,14 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
         for s in splits:
             pred = pd.read_csv(tmp_path / "abl" / name / f"fold{s.fold}" / "test_predictions.csv")
             assert set(pred["cell_id"]) == set(ds.table["cell_id"].iloc[s.test])
+    # the same runs trained two at a time, each in a process of its own, give the same predictions
+    again = run_variants(ds, picked, tmp_path / "abl2", base=base, title="t", jobs=2)
+    assert again.per_fold["fold"].tolist() == res.per_fold["fold"].tolist()
+    for name in picked:
+        a = pd.read_csv(tmp_path / "abl" / name / "oof_predictions.csv")
+        b = pd.read_csv(tmp_path / "abl2" / name / "oof_predictions.csv")
+        assert a["cell_id"].tolist() == b["cell_id"].tolist()
+        np.testing.assert_allclose(a["logit"], b["logit"], rtol=0, atol=1e-4)
 
 
 def test_flatfield_and_window_normalisation(small_store: Path):

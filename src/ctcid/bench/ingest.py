@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -18,8 +19,12 @@ TARGET_CELLS_PER_S = 2000.0
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, usable cores and library versions, recorded with every benchmark result."""
+    """CPU model, usable cores, the GPU when PyTorch is loaded and sees one, and library versions, recorded with
+    every benchmark result."""
     from ..io.store import package_versions
+
+    torch = sys.modules.get("torch")
+    gpu = torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else None
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -32,6 +37,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)),
+        "gpu": gpu,
         "platform": platform.platform(),
         "versions": package_versions(),
     }

@@ -141,6 +141,7 @@ def bench_system_a(
     training: Any = None,
     architectures: tuple[str, ...] = ARCHITECTURES,
     arch_size: tuple[int, int] = (32, 6),
+    jobs: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the ablation and the architecture comparison under ``work``; return the record (see the
@@ -149,7 +150,8 @@ def bench_system_a(
     ``cohort`` is a :class:`~ctcid.synth.SynthConfig` (default :func:`default_cohort`), ``training`` the
     ablation's :class:`~ctcid.train.TrainConfig` (default :func:`default_training`; its ``n_folds``, ``seed``
     and ``n_boot`` hold for both runs); the architectures train with System A's full recipe at ``arch_size``
-    = (input px, epochs). ``architectures=()`` skips the comparison."""
+    = (input px, epochs). ``architectures=()`` skips the comparison. ``jobs`` runs train at once (one GPU holds
+    several of these small models; the results are those of training them in turn)."""
     from ..workflows import ablate, compare_models
     from .ingest import machine_info
 
@@ -162,7 +164,7 @@ def bench_system_a(
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     ds = _dataset(work, synth, say)
-    ablation = ablate(ds, work / "ablate", cfg, "A", resume=(work / "ablate").exists(), log=say)
+    ablation = ablate(ds, work / "ablate", cfg, "A", resume=(work / "ablate").exists(), jobs=jobs, log=say)
     record: dict[str, Any] = {
         "benchmark": "system_a",
         "folds": cfg.n_folds,
@@ -173,7 +175,9 @@ def bench_system_a(
     }
     if architectures:
         arch_dir = work / "architectures"
-        arch = compare_models(ds, arch_dir, arch_cfg, list(architectures), resume=arch_dir.exists(), log=say)
+        arch = compare_models(
+            ds, arch_dir, arch_cfg, list(architectures), resume=arch_dir.exists(), jobs=jobs, log=say
+        )
         record["architectures"] = variant_record(arch.table)
     record["checks"] = _checks(record["variants"])
     record["config"] = {
@@ -194,6 +198,11 @@ def bench_system_a(
     record["training_minutes"] = round(_training_seconds(runs) / 60, 1)
     record["machine"] = machine_info()
     return record
+
+
+def _machine(m: dict[str, Any]) -> str:
+    cores = f"{m.get('cores', '?')}-core CPU"
+    return f"{m['gpu']}, {cores}" if m.get("gpu") else f"{cores}, no GPU"
 
 
 def _ci(e: dict[str, Any], key: str, fmt: str = "+.3f") -> str:
@@ -224,14 +233,15 @@ def system_a_markdown(record: dict[str, Any]) -> str:
     cfg, v, checks = record["config"], record["variants"], record["checks"]
     m = record["machine"]
     lines = [
-        f"# System A on a `{cfg['preset']}` cohort ({m.get('cores', '?')}-core CPU, no GPU)",
+        f"# System A on a `{cfg['preset']}` cohort ({_machine(m)})",
         "",
         f"{cfg['patients']} patients x {cfg['cells_per_patient']} cells ({cfg['cells']} cells, "
         f"{cfg['ctc_fraction']:.0%} CTCs on average, {cfg['size']} px crops, seed {cfg['seed']}); "
         f"{record['folds']} patient-grouped folds, the same for every row. Values are pooled out of fold over all "
         f"held-out patients; F1 intervals resample patients ({cfg['n_boot']} resamples); differences are paired "
         "(each resample draws patients once and scores both rows on them); * marks F1 differences whose interval "
-        f"excludes 0. Training took {record.get('training_minutes', 0):.0f} min in all.",
+        f"excludes 0. Training took {record.get('training_minutes', 0):.0f} min in all (the runs' times summed); "
+        f"the benchmark took {record.get('seconds', 0) / 60:.0f} min from start to end.",
         "",
         "## Ablation (bright field at test time)",
         "",

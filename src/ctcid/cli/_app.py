@@ -14,6 +14,7 @@ import typer
 __all__ = [
     "ConfigOpt",
     "DatasetArg",
+    "JobsOpt",
     "JsonOutOpt",
     "NewDatasetArg",
     "OverwriteOpt",
@@ -40,4 +41,13 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an exis
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Worker processes (default: all cores).")]
 DatasetArg = Annotated[Path, typer.Argument(help="Dataset folder (from `ctcid ingest`).")]
 NewDatasetArg = Annotated[Path, typer.Argument(help="Dataset folder to create.")]
+JobsOpt = Annotated[
+    int,
+    typer.Option(
+        "--jobs",
+        help="Runs trained at once, each in its own process: one GPU holds several small models; results are "
+        "those of training them in turn.",
+        min=1,
+    ),
+]
 JsonOutOpt = Annotated[Path | None, typer.Option(help="Write the result as JSON here.")]

@@ -21,7 +21,7 @@ from ..bench.system_a import ARCHITECTURES, bench_system_a, default_cohort, defa
 from ..config import parse_list
 from ..errors import CtcidError
 from . import _ui
-from ._app import JsonOutOpt, WorkersOpt, bench_app
+from ._app import JobsOpt, JsonOutOpt, WorkersOpt, bench_app
 
 __all__ = ["bench_saliency_cmd", "bench_system_a_cmd"]
 
@@ -205,6 +205,7 @@ def bench_system_a_cmd(
     arch_input_size: Annotated[int, typer.Option(help="Input size of the architecture comparison.")] = 32,
     arch_epochs: Annotated[int, typer.Option(help="Epochs of the architecture comparison.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed of the cohort, the folds and the training.")] = 0,
+    jobs: JobsOpt = 1,
     out: JsonOutOpt = None,
     markdown: MarkdownOpt = None,
 ) -> None:
@@ -219,6 +220,7 @@ def bench_system_a_cmd(
         ),
         architectures=tuple(parse_list(architectures, "--architectures") or ()) if architectures.strip() else (),
         arch_size=(arch_input_size, arch_epochs),
+        jobs=jobs,
         log=_ui.note,
     )
     _ui.bench_result(result, out)

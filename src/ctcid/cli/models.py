@@ -12,7 +12,7 @@ import typer
 from ..evaluate import DEFAULT_COUNT_METHOD, MIN_CTC_PATIENTS
 from ..train.config import TrainConfig
 from . import _ui
-from ._app import DatasetArg, OverwriteOpt, app
+from ._app import DatasetArg, JobsOpt, OverwriteOpt, app
 from ._options import resolve_options, with_options
 
 __all__ = ["ablate", "cv", "demo", "evaluate", "explain", "export", "predict", "report", "train"]
@@ -67,6 +67,7 @@ def cv(
     dataset: DatasetArg,
     out: Annotated[Path, typer.Argument(help="Folder for the comparison.")],
     models: Annotated[str, typer.Option(help="Models to compare, comma-separated.")] = "resnet34",
+    jobs: JobsOpt = 1,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     overrides: dict | None = None,
@@ -77,7 +78,7 @@ def cv(
 
     cfg = resolve_options(TrainConfig, "train", overrides or {})
     names = parse_list(models, "--models") or []
-    res = compare_models(dataset, out, cfg, names, resume=resume, overwrite=overwrite, log=_ui.note)
+    res = compare_models(dataset, out, cfg, names, resume=resume, overwrite=overwrite, jobs=jobs, log=_ui.note)
     _ui.comparison(res.table, out)
 
 
@@ -87,6 +88,7 @@ def ablate(
     dataset: DatasetArg,
     out: Annotated[Path, typer.Argument(help="Folder for the ablation.")],
     system: Annotated[str, typer.Option(help="Which system's table: A or B.")] = "A",
+    jobs: JobsOpt = 1,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     overrides: dict | None = None,
@@ -98,7 +100,15 @@ def ablate(
     given = dict(overrides or {})
     cfg = resolve_options(TrainConfig, "train", given)
     res = run_ablation(
-        dataset, out, cfg, system, channels=given.get("channels"), resume=resume, overwrite=overwrite, log=_ui.note
+        dataset,
+        out,
+        cfg,
+        system,
+        channels=given.get("channels"),
+        resume=resume,
+        overwrite=overwrite,
+        jobs=jobs,
+        log=_ui.note,
     )
     _ui.comparison(res.table, out)
 

@@ -38,6 +38,7 @@ __all__ = [
     "run_variants",
     "system_a_variants",
     "system_b_variants",
+    "train_runs",
 ]
 
 #: Metrics shown in the comparison tables, in order (the rates, not the confusion counts).
@@ -217,6 +218,67 @@ def _run_fold(
     return row
 
 
+def train_runs(
+    ds: CellDataset,
+    runs: list[tuple[str, Split, TrainConfig, Path]],
+    *,
+    jobs: int = 1,
+    resume: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """Train the runs ``(name, split, config, run folder)`` not complete yet, ``jobs`` at a time, each in a
+    process of its own (spawned, so that each holds its own CUDA context); with ``jobs`` 1 nothing is done here
+    and the caller trains them in turn. Each process gets an equal share of the CPU's threads. The first run that
+    fails stops the others and its error is raised here."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    say = log or (lambda _m: None)
+    todo = [r for r in runs if not is_complete(r[3])]
+    if jobs <= 1 or len(todo) < 2:
+        return
+    if any(str(cfg.devices) not in ("1", "auto") or cfg.num_nodes > 1 for _, _, cfg, _ in todo):
+        raise ConfigError("jobs", "trains runs side by side on one device; use it without --devices", "--jobs")
+    workers = min(jobs, len(todo))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    say(f"training {len(todo)} runs, {workers} at a time ({threads} CPU thread(s) each)")
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_run_process, initargs=(threads,)) as pool:
+        pending = {
+            pool.submit(_train_one, str(ds.path), split, replace(cfg, progress=False), str(run_dir), resume): name
+            for name, split, cfg, run_dir in todo
+        }
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                name = pending.pop(future)
+                error = future.exception()
+                if error is not None:
+                    pool.shutdown(cancel_futures=True)
+                    raise error
+                message = future.result()
+                if message is not None:
+                    pool.shutdown(cancel_futures=True)
+                    raise CtcidError(message)
+                say(f"{name}: a run finished ({len(todo) - len(pending)}/{len(todo)})")
+
+
+def _run_process(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_one(dataset: str, split: Split, cfg: TrainConfig, run_dir: str, resume: bool) -> str | None:
+    """One run in a worker process of :func:`train_runs`; a user error comes back as its message."""
+    try:
+        again = resume and Path(run_dir).exists()
+        train_model(CellDataset.open(dataset), split, cfg, run_dir, resume=again, overwrite=not resume)
+    except CtcidError as exc:
+        return str(exc)
+    return None
+
+
 def _pool_variant(out: Path, run_dirs: list[Path], base: TrainConfig) -> tuple[dict[str, Any], pd.DataFrame]:
     """Pooled out-of-fold predictions, counts (one row per held-out patient) and metrics of one variant; its row
     of pooled figures and the pooled predictions."""
@@ -366,12 +428,14 @@ def run_variants(
     resume: bool = False,
     overwrite: bool = False,
     same_steps: bool = False,
+    jobs: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> CVResult:
     """Train every variant on the same patient-grouped folds and write one comparison table.
 
     With ``same_steps`` every variant of a fold trains for the same number of optimiser steps
-    (:func:`equal_steps`), whatever its samples per cell.
+    (:func:`equal_steps`), whatever its samples per cell. ``jobs`` > 1 trains that many runs at once, each in
+    its own process (:func:`train_runs`); the results are those of training them one after the other.
 
     Writes ``folds.csv``, ``config.yaml``, ``VARIANT/foldK/`` run folders, ``per_fold.csv``,
     ``table.csv`` and ``table.md`` (mean ± std over folds; pooled F1 with a bootstrap 95% interval, pooled ECE,
@@ -383,8 +447,16 @@ def run_variants(
     models = list(dict.fromkeys(v.model for v in variants.values()))
     for line in small_study_advice(ds, models, samples_unknown=base.samples_unknown):
         say(line)
+    if jobs < 1:
+        raise ConfigError("jobs", f"must be at least 1, got {jobs}", "--jobs")
     splits, created = _prepare_out(out, ds, variants, base, resume, overwrite)
     with _cv_guard(out, created, say):
+        runs = [
+            (name, split, equal_steps(cfg, split) if same_steps else cfg, out / name / f"fold{split.fold}")
+            for name, cfg in variants.items()
+            for split in splits
+        ]
+        train_runs(ds, runs, jobs=jobs, resume=resume, log=say)
         return _run_all(ds, variants, out, splits, base, title, resume, same_steps, say)
 
 
@@ -440,10 +512,11 @@ def compare_models(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    jobs: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> CVResult:
     """``ctcid cv``: every model in ``models`` (the other options from ``cfg``) on the same patient-grouped
-    folds, in one comparison table."""
+    folds, in one comparison table; ``jobs`` runs trained at once (:func:`run_variants`)."""
     variants = {m: replace(cfg, model=m) for m in models}
     for v in variants.values():
         v.validate()
@@ -456,6 +529,7 @@ def compare_models(
         title="Architecture comparison",
         resume=resume,
         overwrite=overwrite,
+        jobs=jobs,
         log=log,
     )
 
@@ -469,11 +543,13 @@ def ablate(
     channels: list[str] | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    jobs: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> CVResult:
     """``ctcid ablate``: System A's table (bright field at test time; each augmentation family; all three; DAPI in
     training) or System B's (image CNN, feature trees, feature MLP, dual branch with concatenation and with gated
-    fusion) on ``channels`` (System B's default: every channel of the dataset)."""
+    fusion) on ``channels`` (System B's default: every channel of the dataset); ``jobs`` runs trained at once
+    (:func:`run_variants`)."""
     system = system.upper()
     if system not in ("A", "B"):
         raise ConfigError("system", f"must be A or B, got {system!r}", "--system")
@@ -494,5 +570,6 @@ def ablate(
         resume=resume,
         overwrite=overwrite,
         same_steps=system == "A",
+        jobs=jobs,
         log=log,
     )
