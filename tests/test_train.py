@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ctcid.config import ConfigError
 from ctcid.data import BatchPlan, StoreBatches, training_samples
 from ctcid.errors import CtcidError
 from ctcid.evaluate import Split, patient_folds, train_val_split
@@ -214,6 +215,9 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
         b = pd.read_csv(tmp_path / "abl2" / name / "oof_predictions.csv")
         assert a["cell_id"].tolist() == b["cell_id"].tolist()
         np.testing.assert_allclose(a["logit"], b["logit"], rtol=0, atol=1e-4)
+    with pytest.raises(ConfigError, match="jobs"):
+        run_variants(ds, picked, tmp_path / "abl3", base=base, title="t", jobs=0)
+    assert not (tmp_path / "abl3").exists()
 
 
 def test_flatfield_and_window_normalisation(small_store: Path):

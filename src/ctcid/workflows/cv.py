@@ -231,7 +231,7 @@ def train_runs(
     and the caller trains them in turn. Each process gets an equal share of the CPU's threads. The first run that
     fails stops the others and its error is raised here."""
     import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     say = log or (lambda _m: None)
     todo = [r for r in runs if not is_complete(r[3])]
@@ -240,7 +240,8 @@ def train_runs(
     if any(str(cfg.devices) not in ("1", "auto") or cfg.num_nodes > 1 for _, _, cfg, _ in todo):
         raise ConfigError("jobs", "trains runs side by side on one device; use it without --devices", "--jobs")
     workers = min(jobs, len(todo))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // workers)
     say(f"training {len(todo)} runs, {workers} at a time ({threads} CPU thread(s) each)")
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_run_process, initargs=(threads,)) as pool:
@@ -249,7 +250,7 @@ def train_runs(
             for name, split, cfg, run_dir in todo
         }
         while pending:
-            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 name = pending.pop(future)
                 error = future.exception()
