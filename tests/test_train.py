@@ -207,6 +207,21 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
         for s in splits:
             pred = pd.read_csv(tmp_path / "abl" / name / f"fold{s.fold}" / "test_predictions.csv")
             assert set(pred["cell_id"]) == set(ds.table["cell_id"].iloc[s.test])
+    # DAPI added in training leaves the augmentation's strengths as measured on bright field alone
+    families = ("geometric", "illumination", "noise")
+    strengths = [
+        {
+            k: v
+            for k, v in json.loads((tmp_path / "abl" / n / "fold0" / "augment.json").read_text())[
+                "augment"
+            ].items()
+            if k not in families
+        }
+        for n in picked
+    ]
+    assert strengths[0] == strengths[1]
+    dapi_record = json.loads((tmp_path / "abl" / "bf+aug+dapi" / "fold0" / "augment.json").read_text())
+    assert dapi_record["measured_on"]["channels"] == ["BF"]
     # the same runs trained two at a time, each in a process of its own, give the same predictions
     again = run_variants(ds, picked, tmp_path / "abl2", base=base, title="t", jobs=2)
     assert again.per_fold["fold"].tolist() == res.per_fold["fold"].tolist()

@@ -157,7 +157,11 @@ def _stand_in(run: TrainingRun, norm: dict[str, dict[str, Any]]) -> None:
 
 def _augment_config(run: TrainingRun, s: _Setup) -> Any:
     """The run's augmentation: as configured, or with its strengths measured on the training patients (written
-    to ``augment.json`` with the measures)."""
+    to ``augment.json`` with the measures).
+
+    The measures are taken on the input channels only, the images the model will be tested on: channels added in
+    training (DAPI) get the same augmentation and do not move its strengths, so a variant with DAPI added
+    differs from one without only by DAPI."""
     import json
 
     from ..augment import grounded_config, measure_variation
@@ -168,7 +172,7 @@ def _augment_config(run: TrainingRun, s: _Setup) -> Any:
         return cfg.augment
     rng = np.random.default_rng(cfg.seed)
     cells = np.sort(rng.permutation(run.train_cells)[:GROUNDING_CELLS])
-    channels = sorted(set(cfg.channels + cfg.train_extra_channels), key=ds.channels.index)
+    channels = list(cfg.channels)
     idx = ds.channel_index(channels)
     pixels = torch.from_numpy(ds.images(cells, channels).astype(np.int32))
     src = torch.tensor(idx, dtype=torch.long)[None, :].expand(len(cells), len(idx))
