@@ -458,30 +458,30 @@ def run_variants(
             for split in splits
         ]
         train_runs(ds, runs, jobs=jobs, resume=resume, log=say)
-        return _run_all(ds, variants, out, splits, base, title, resume, same_steps, say)
+        return _run_all(ds, variants, out, runs, base, title, resume, say)
 
 
 def _run_all(
     ds: CellDataset,
     variants: dict[str, TrainConfig],
     out: Path,
-    splits: list[Split],
+    runs: list[tuple[str, Split, TrainConfig, Path]],
     base: TrainConfig,
     title: str,
     resume: bool,
-    same_steps: bool,
     say: Callable[[str], None],
 ) -> CVResult:
-    """Every variant on every fold, then the pooled figures and the comparison table (see :func:`run_variants`)."""
+    """Every run (variant, fold, its options, its folder) trained or found complete, then the pooled figures and
+    the comparison table (see :func:`run_variants`)."""
     from ..evaluate import plot_model_comparison
 
     rows, pooled, frames = [], {}, {}
-    for name, cfg in variants.items():
-        dirs = [out / name / f"fold{split.fold}" for split in splits]
-        for split, run_dir in zip(splits, dirs, strict=True):
-            fold_cfg = equal_steps(cfg, split) if same_steps else cfg
-            rows.append(_run_fold(ds, split, name, fold_cfg, run_dir, len(splits), resume, say))
-        pooled[name], frames[name] = _pool_variant(out / name, dirs, base)
+    n_folds = len(runs) // len(variants)
+    for name in variants:
+        mine = [r for r in runs if r[0] == name]
+        for _, split, fold_cfg, run_dir in mine:
+            rows.append(_run_fold(ds, split, name, fold_cfg, run_dir, n_folds, resume, say))
+        pooled[name], frames[name] = _pool_variant(out / name, [r[3] for r in mine], base)
     for name, diff in _paired_to_reference(frames, base).items():
         pooled[name].update(diff)
     per_fold = pd.DataFrame(rows)
@@ -494,7 +494,7 @@ def _run_all(
         if len(steps)
         else ""
     )
-    atomic_write_text(out / "table.md", _table_markdown(table, ds, len(splits), base, title, budget))
+    atomic_write_text(out / "table.md", _table_markdown(table, ds, n_folds, base, title, budget))
     plot_model_comparison(
         per_fold.rename(columns={"variant": "model", "model": "architecture"}), out / "comparison.png", metric="f1"
     )
