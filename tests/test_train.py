@@ -104,6 +104,8 @@ def test_dapi_in_training_only(small_store: Path, tmp_path: Path):
     )
     src = StoreBatches(ds, sub, [0, 1])[0]["src"][:, 0].numpy()
     assert 5 < (src == 1).sum() < 35 and set(src) == {0, 1}
+    only = replace(sub, substitute_p=1.0)  # DAPI alone in training (ablate --system A-dapi, dapi_only)
+    assert set(StoreBatches(ds, only, [0, 1])[0]["src"][:, 0].numpy()) == {1}
     cfg = replace(FAST, epochs=1, train_extra_channels=["DAPI"])
     res = fit(ds, _split(ds), cfg, tmp_path / "run")
     meta = load_bundle(res.bundle).meta
@@ -159,17 +161,20 @@ from ctcid.train import TrainConfig, fit
 ds = CellDataset.open(sys.argv[1])
 split = train_val_split(ds.table["sample_id"].to_numpy(), ds.labels(), val_fraction=0.25, seed=0)
 cfg = TrainConfig(model="resnet10t", epochs=3, batch_size=32, n_boot=50, progress=False, patience=5, lr=3e-3)
-fit(ds, split, cfg, sys.argv[2], resume=len(sys.argv) > 3)
+if sys.argv[3] == "steps":  # a step budget of three whole epochs, as ablations set it
+    cfg = replace(cfg, max_steps=3 * -(-len(split.train) // 32))
+fit(ds, split, cfg, sys.argv[2], resume=len(sys.argv) > 4)
 """
 
 
-def test_killed_run_resumes_to_the_same_result(small_store: Path, tmp_path: Path):
+@pytest.mark.parametrize("budget", ["epochs", "steps"])
+def test_killed_run_resumes_to_the_same_result(small_store: Path, tmp_path: Path, budget: str):
     script = tmp_path / "train.py"
     script.write_text(_KILL_SCRIPT)
     ref = tmp_path / "ref"
-    subprocess.run([sys.executable, str(script), str(small_store), str(ref)], check=True, timeout=600)
+    subprocess.run([sys.executable, str(script), str(small_store), str(ref), budget], check=True, timeout=600)
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(script), str(small_store), str(run)])
+    proc = subprocess.Popen([sys.executable, str(script), str(small_store), str(run), budget])
     ckpt = run / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while time.time() < deadline and not ckpt.exists():  # killed after the first epoch's checkpoint
@@ -178,15 +183,19 @@ def test_killed_run_resumes_to_the_same_result(small_store: Path, tmp_path: Path
     proc.wait()
     assert json.loads((run / "run.json").read_text())["status"] == "running"
     assert not (run / "model").exists() and ckpt.exists()
-    subprocess.run([sys.executable, str(script), str(small_store), str(run), "resume"], check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, str(script), str(small_store), str(run), budget, "resume"], check=True, timeout=600
+    )
     a = pd.read_csv(ref / "val_predictions.csv")["logit"].to_numpy()
     b = pd.read_csv(run / "val_predictions.csv")["logit"].to_numpy()
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     assert json.loads((run / "run.json").read_text())["epochs_run"] == 3
+    history = pd.read_csv(run / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3] and history["val_pr_auc"].notna().all()
 
 
 def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
-    from ctcid.workflows import run_variants, system_a_variants
+    from ctcid.workflows import ablate, run_variants, system_a_variants
 
     ds = CellDataset.open(small_store)
     base = replace(FAST, epochs=1, n_folds=2)
@@ -195,7 +204,11 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
     assert variants["bf"].augment.families() == []
     assert variants["bf+aug+dapi"].train_extra_channels == ["DAPI"]
     picked = {k: variants[k] for k in ("bf", "bf+aug+dapi")}
-    res = run_variants(ds, picked, tmp_path / "abl", base=base, title="t")
+    with pytest.raises(ConfigError, match="bf\\+dapi not in the table"):
+        ablate(ds, tmp_path / "abl", base, "A", only=["bf", "bf+dapi"])
+    assert not (tmp_path / "abl").exists()
+    res = ablate(ds, tmp_path / "abl", base, "A", only=["bf", "bf+aug+dapi"])
+    assert list(res.table["variant"]) == ["bf", "bf+aug+dapi"]
     assert len(res.per_fold) == 4 and set(res.per_fold["fold"]) == {0, 1}
     md = (tmp_path / "abl" / "table.md").read_text()
     assert "| bf+aug+dapi |" in md and "±" in md
@@ -223,7 +236,7 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
     dapi_record = json.loads((tmp_path / "abl" / "bf+aug+dapi" / "fold0" / "augment.json").read_text())
     assert dapi_record["measured_on"]["channels"] == ["BF"]
     # the same runs trained two at a time, each in a process of its own, give the same predictions
-    again = run_variants(ds, picked, tmp_path / "abl2", base=base, title="t", jobs=2)
+    again = ablate(ds, tmp_path / "abl2", base, "A", only=["bf", "bf+aug+dapi"], jobs=2)
     assert again.per_fold["fold"].tolist() == res.per_fold["fold"].tolist()
     for name in picked:
         a = pd.read_csv(tmp_path / "abl" / name / "oof_predictions.csv")
@@ -233,6 +246,32 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match="jobs"):
         run_variants(ds, picked, tmp_path / "abl3", base=base, title="t", jobs=0)
     assert not (tmp_path / "abl3").exists()
+
+
+def test_system_a_dapi_table_varies_only_how_dapi_enters():
+    from ctcid.workflows import system_a_variants
+    from ctcid.workflows.cv import SYSTEM_A_DAPI_VARIANTS, equal_steps
+
+    base = replace(FAST, extra_look="stand-in", extra_mode="substitute", extra_p=0.3)
+    v = system_a_variants(base, SYSTEM_A_DAPI_VARIANTS)
+    assert list(v) == ["bf", "bf+aug", "bf+aug+dapi", "bf+aug+dapi_stand-in", "dapi_only", "dapi_only_stand-in"]
+    for cfg in v.values():
+        cfg.validate()
+        families = [] if cfg is v["bf"] else ["geometric", "illumination", "noise"]
+        assert cfg.channels == ["BF"] and cfg.augment.families() == families
+    # the full recipe is the one of System A's table whatever the user's extra options
+    assert (v["bf+aug+dapi"].extra_mode, v["bf+aug+dapi"].extra_look) == ("extra", "own")
+    assert (v["bf+aug+dapi_stand-in"].extra_mode, v["bf+aug+dapi_stand-in"].extra_look) == ("extra", "stand-in")
+    assert (v["dapi_only"].extra_mode, v["dapi_only"].extra_p, v["dapi_only"].extra_look) == (
+        "substitute",
+        1.0,
+        "own",
+    )
+    assert v["dapi_only_stand-in"].extra_look == "stand-in" and v["bf"].train_extra_channels == []
+    # every variant of a fold gets the same optimiser steps, within one epoch's rounding
+    split = Split(fold=0, train=list(range(100)), val=[], test=[])
+    steps = {k: equal_steps(c.replace(epochs=10, batch_size=10), split).max_steps for k, c in v.items()}
+    assert steps["bf"] == steps["bf+aug"] == steps["dapi_only"] == 100 and steps["bf+aug+dapi"] == 100
 
 
 def test_flatfield_and_window_normalisation(small_store: Path):

@@ -87,14 +87,30 @@ def cv(
 def ablate(
     dataset: DatasetArg,
     out: Annotated[Path, typer.Argument(help="Folder for the ablation.")],
-    system: Annotated[str, typer.Option(help="Which system's table: A or B.")] = "A",
+    system: Annotated[
+        str,
+        typer.Option(
+            help="Which table: A (System A's ablation), A-dapi (the ways DAPI can enter System A's training: "
+            "extra samples in DAPI's window or as a bright-field stand-in, or DAPI alone, tested on bright field) "
+            "or B (System B's ablation)."
+        ),
+    ] = "A",
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            help="Train only these rows of the table, comma-separated (e.g. bf,bf+aug,bf+aug+dapi); the first "
+            "is the reference of the paired differences."
+        ),
+    ] = None,
     jobs: JobsOpt = 1,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
     overrides: dict | None = None,
 ) -> None:
-    """System A's table (BF only; each augmentation family; all three; + DAPI in training) or System B's
-    (image CNN, features GBM, features MLP, dual branch with concatenation and with gated fusion)."""
+    """System A's table (BF only; each augmentation family; all three; + DAPI in training), the ways of adding
+    DAPI to System A's training (--system A-dapi), or System B's (image CNN, features GBM, features MLP, dual
+    branch with concatenation and with gated fusion)."""
+    from ..config import parse_list
     from ..workflows import ablate as run_ablation
 
     given = dict(overrides or {})
@@ -105,6 +121,7 @@ def ablate(
         cfg,
         system,
         channels=given.get("channels"),
+        only=parse_list(variants, "--variants"),
         resume=resume,
         overwrite=overwrite,
         jobs=jobs,

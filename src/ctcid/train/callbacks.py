@@ -10,11 +10,18 @@ from typing import Any
 import lightning.pytorch as pl
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from ..io._atomic import atomic_write_text
 
-__all__ = ["AtomicLastCheckpoint", "BestWeights", "History", "SamplerEpoch"]
+__all__ = ["AtomicLastCheckpoint", "BestWeights", "EpochEarlyStopping", "History", "SamplerEpoch"]
+
+
+def _replayed_epoch_end(trainer: pl.Trainer) -> bool:
+    """Whether this end of epoch only replays the one a resumed checkpoint was saved at: Lightning restarts a run
+    with a step budget (``max_steps``) inside the epoch it last finished and calls its end again, with nothing
+    trained or validated since the resume (no metric logged yet)."""
+    return not trainer.callback_metrics
 
 
 class SamplerEpoch(pl.Callback):
@@ -43,6 +50,8 @@ class History(pl.Callback):
         self._t0 = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if _replayed_epoch_end(trainer):  # its row was written before the checkpoint
+            return
         m = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch + 1}
         for key in ("train_loss", "val_loss", "val_pr_auc", "val_f1"):
@@ -59,6 +68,19 @@ class History(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = list(state_dict.get("rows", []))
+
+
+class EpochEarlyStopping(EarlyStopping):
+    """Early stopping checked at the end of every training epoch, after its validation; the replayed end of the
+    epoch a step-budget run resumed at is not checked again (it was checked before the checkpoint)."""
+
+    @property
+    def state_key(self) -> str:  # EarlyStopping's, so checkpoints saved with either resume with either
+        return f"EarlyStopping{ {'monitor': self.monitor, 'mode': self.mode}!r}"
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not _replayed_epoch_end(trainer):
+            super().on_train_epoch_end(trainer, pl_module)
 
 
 class BestWeights(pl.Callback):

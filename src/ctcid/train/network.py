@@ -192,10 +192,9 @@ def _augment_config(run: TrainingRun, s: _Setup) -> Any:
 def _trainer(run: TrainingRun, s: _Setup, accelerator: str, precision: str) -> tuple[Any, Any, Any, Any, Any]:
     """The Lightning module, trainer, loaders and the callbacks whose state the finish step reads."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping
 
     from ..augment import BatchAugment
-    from .callbacks import AtomicLastCheckpoint, BestWeights, History, SamplerEpoch
+    from .callbacks import AtomicLastCheckpoint, BestWeights, EpochEarlyStopping, History, SamplerEpoch
     from .module import CTCClassifier
 
     cfg, out = run.cfg, run.out
@@ -221,7 +220,7 @@ def _trainer(run: TrainingRun, s: _Setup, accelerator: str, precision: str) -> t
         history,
         best,
         AtomicLastCheckpoint(out / "checkpoints"),
-        EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience, check_finite=False),
+        EpochEarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience, check_finite=False),
     ]
     if cfg.progress:
         from lightning.pytorch.callbacks import RichProgressBar

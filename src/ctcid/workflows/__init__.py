@@ -7,6 +7,7 @@ What ``ctcid train``, ``ctcid cv``, ``ctcid ablate`` and ``ctcid demo`` run, cal
 from __future__ import annotations
 
 from .cv import (
+    SYSTEM_A_DAPI_VARIANTS,
     SYSTEM_A_VARIANTS,
     SYSTEM_B_VARIANTS,
     CVResult,
@@ -28,6 +29,7 @@ from .training import (
 
 __all__ = [
     "EXPORTS",
+    "SYSTEM_A_DAPI_VARIANTS",
     "SYSTEM_A_VARIANTS",
     "SYSTEM_B_VARIANTS",
     "CVResult",

@@ -30,6 +30,7 @@ from ..train.run import run_groups
 from .training import check_models, small_study_advice, train_model
 
 __all__ = [
+    "SYSTEM_A_DAPI_VARIANTS",
     "SYSTEM_A_VARIANTS",
     "SYSTEM_B_VARIANTS",
     "CVResult",
@@ -59,14 +60,55 @@ SYSTEM_A_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def system_a_variants(base: TrainConfig) -> dict[str, TrainConfig]:
-    """System A's ablation as configs: BF input only, the user's augmentation parameters, families switched."""
+_ALL_AUG = {"geometric": True, "illumination": True, "noise": True}
+
+#: How DAPI enters System A's training (``ablate --system A-dapi``), all with the three families: as extra samples
+#: in its own window (the full recipe) or as a stand-in for bright field; and DAPI alone in training (every crop
+#: replaced, ``extra_p`` 1), tested on bright field: how much of bright field's signal DAPI can teach by itself.
+SYSTEM_A_DAPI_VARIANTS: dict[str, dict[str, Any]] = {
+    "bf": {"augment": dict(_NO_AUG)},
+    "bf+aug": {"augment": dict(_ALL_AUG)},
+    "bf+aug+dapi": {
+        "augment": dict(_ALL_AUG),
+        "train_extra_channels": ["DAPI"],
+        "extra_mode": "extra",
+        "extra_look": "own",
+    },
+    "bf+aug+dapi_stand-in": {
+        "augment": dict(_ALL_AUG),
+        "train_extra_channels": ["DAPI"],
+        "extra_mode": "extra",
+        "extra_look": "stand-in",
+    },
+    "dapi_only": {
+        "augment": dict(_ALL_AUG),
+        "train_extra_channels": ["DAPI"],
+        "extra_mode": "substitute",
+        "extra_p": 1.0,
+        "extra_look": "own",
+    },
+    "dapi_only_stand-in": {
+        "augment": dict(_ALL_AUG),
+        "train_extra_channels": ["DAPI"],
+        "extra_mode": "substitute",
+        "extra_p": 1.0,
+        "extra_look": "stand-in",
+    },
+}
+
+
+def system_a_variants(base: TrainConfig, table: dict[str, dict[str, Any]] | None = None) -> dict[str, TrainConfig]:
+    """System A's ablation as configs: BF input only, the user's augmentation parameters, families switched
+    (``table``: :data:`SYSTEM_A_VARIANTS`, or :data:`SYSTEM_A_DAPI_VARIANTS` for the ways of adding DAPI)."""
     out = {}
-    for name, change in SYSTEM_A_VARIANTS.items():
+    for name, change in (SYSTEM_A_VARIANTS if table is None else table).items():
         out[name] = base.replace(
             channels=["BF"],
             augment=change["augment"],
             train_extra_channels=list(change.get("train_extra_channels", [])),
+            extra_mode=change.get("extra_mode", base.extra_mode),
+            extra_p=change.get("extra_p", base.extra_p),
+            extra_look=change.get("extra_look", base.extra_look),
         )
     return out
 
@@ -542,26 +584,39 @@ def ablate(
     system: str = "A",
     *,
     channels: list[str] | None = None,
+    only: list[str] | None = None,
     resume: bool = False,
     overwrite: bool = False,
     jobs: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> CVResult:
     """``ctcid ablate``: System A's table (bright field at test time; each augmentation family; all three; DAPI in
-    training) or System B's (image CNN, feature trees, feature MLP, dual branch with concatenation and with gated
-    fusion) on ``channels`` (System B's default: every channel of the dataset); ``jobs`` runs trained at once
-    (:func:`run_variants`)."""
+    training), the ways DAPI can enter System A's training (``system="A-dapi"``, :data:`SYSTEM_A_DAPI_VARIANTS`)
+    or System B's table (image CNN, feature trees, feature MLP, dual branch with concatenation and with gated
+    fusion) on ``channels`` (System B's default: every channel of the dataset); ``only`` keeps those variants
+    of the table, in its order (the first one kept is the reference of the paired differences); ``jobs`` runs
+    trained at once (:func:`run_variants`)."""
     system = system.upper()
-    if system not in ("A", "B"):
-        raise ConfigError("system", f"must be A or B, got {system!r}", "--system")
+    if system not in ("A", "A-DAPI", "B"):
+        raise ConfigError("system", f"must be A, A-dapi or B, got {system!r}", "--system")
     ds = _open(dataset)
     if system == "B":
         cfg = replace(cfg, channels=list(channels or ds.channels))
         cfg.validate()
         title = f"System B ablation (channels {', '.join(cfg.channels)})"
         variants = system_b_variants(cfg)
+    elif system == "A-DAPI":
+        title = "System A: DAPI in training (bright field at test time)"
+        variants = system_a_variants(cfg, SYSTEM_A_DAPI_VARIANTS)
     else:
         title, variants = "System A ablation (bright field at test time)", system_a_variants(cfg)
+    if only:
+        unknown = [v for v in only if v not in variants]
+        if unknown:
+            raise ConfigError(
+                "variants", f"{', '.join(unknown)} not in the table; it has {', '.join(variants)}", "--variants"
+            )
+        variants = {k: v for k, v in variants.items() if k in only}
     return run_variants(
         ds,
         variants,
@@ -570,7 +625,7 @@ def ablate(
         title=title,
         resume=resume,
         overwrite=overwrite,
-        same_steps=system == "A",
+        same_steps=system.startswith("A"),
         jobs=jobs,
         log=log,
     )
