@@ -30,24 +30,22 @@ cohort() {  # the cohort of `ctcid bench system-a --patients 12 --cells-per-pati
     fi
 }
 
-keep() {  # the comparison's tables and out-of-fold predictions, under OUTDIR
-    local from=$1 to=$2
-    mkdir -p "$to"
-    cp "$from"/table.md "$from"/table.csv "$from"/per_fold.csv "$from"/folds.csv "$to"/
-    for v in "$from"/*/oof_predictions.csv; do
-        cp "$v" "$to/$(basename "$(dirname "$v")")_oof.csv"
-    done
+keep() {  # OUTDIR/NAME_table.md, and the comparison's tables and out-of-fold predictions in OUTDIR/NAME.tar.gz
+    local from=$1 name=$2
+    cp "$from/table.md" "$out/${name}_table.md"
+    tar czf "$out/$name.tar.gz" -C "$from" table.md table.csv per_fold.csv folds.csv \
+        $(cd "$from" && ls -d */oof_predictions.csv */fold*/history.csv)
 }
 
 for seed in ${seeds//,/ }; do
     cohort "$seed"
     $ctcid ablate "$work/seed$seed/ds" "$work/seed$seed/dapi" --system A-dapi --epochs 30 --patience 30 \
         --seed "$seed" $common
-    keep "$work/seed$seed/dapi" "$out/dapi_seed$seed"
+    keep "$work/seed$seed/dapi" "dapi_seed$seed"
 done
 for seed in ${long//,/ }; do
     cohort "$seed"
     $ctcid ablate "$work/seed$seed/ds" "$work/seed$seed/long" --system A --variants bf,bf+aug,bf+aug+dapi \
         --epochs 60 --patience 60 --seed "$seed" $common
-    keep "$work/seed$seed/long" "$out/long_seed$seed"
+    keep "$work/seed$seed/long" "long_seed$seed"
 done

@@ -104,7 +104,7 @@ def test_dapi_in_training_only(small_store: Path, tmp_path: Path):
     )
     src = StoreBatches(ds, sub, [0, 1])[0]["src"][:, 0].numpy()
     assert 5 < (src == 1).sum() < 35 and set(src) == {0, 1}
-    only = replace(sub, substitute_p=1.0)  # DAPI alone in training (ablate --system A-dapi, dapi_only)
+    only = replace(sub, substitute_p=1.0)  # DAPI alone in training (ablate --system A-dapi, dapi_only_own)
     assert set(StoreBatches(ds, only, [0, 1])[0]["src"][:, 0].numpy()) == {1}
     cfg = replace(FAST, epochs=1, train_extra_channels=["DAPI"])
     res = fit(ds, _split(ds), cfg, tmp_path / "run")
@@ -254,15 +254,22 @@ def test_system_a_dapi_table_varies_only_how_dapi_enters():
 
     base = replace(FAST, extra_look="stand-in", extra_mode="substitute", extra_p=0.3)
     v = system_a_variants(base, SYSTEM_A_DAPI_VARIANTS)
-    assert list(v) == ["bf", "bf+aug", "bf+aug+dapi", "bf+aug+dapi_stand-in", "dapi_only", "dapi_only_stand-in"]
+    assert list(v) == [
+        "bf",
+        "bf+aug",
+        "bf+aug+dapi_own",
+        "bf+aug+dapi_stand-in",
+        "dapi_only_own",
+        "dapi_only_stand-in",
+    ]
     for cfg in v.values():
         cfg.validate()
         families = [] if cfg is v["bf"] else ["geometric", "illumination", "noise"]
         assert cfg.channels == ["BF"] and cfg.augment.families() == families
-    # the full recipe is the one of System A's table whatever the user's extra options
-    assert (v["bf+aug+dapi"].extra_mode, v["bf+aug+dapi"].extra_look) == ("extra", "own")
+    # each row is what its name says whatever the user's extra options
+    assert (v["bf+aug+dapi_own"].extra_mode, v["bf+aug+dapi_own"].extra_look) == ("extra", "own")
     assert (v["bf+aug+dapi_stand-in"].extra_mode, v["bf+aug+dapi_stand-in"].extra_look) == ("extra", "stand-in")
-    assert (v["dapi_only"].extra_mode, v["dapi_only"].extra_p, v["dapi_only"].extra_look) == (
+    assert (v["dapi_only_own"].extra_mode, v["dapi_only_own"].extra_p, v["dapi_only_own"].extra_look) == (
         "substitute",
         1.0,
         "own",
@@ -271,7 +278,7 @@ def test_system_a_dapi_table_varies_only_how_dapi_enters():
     # every variant of a fold gets the same optimiser steps, within one epoch's rounding
     split = Split(fold=0, train=list(range(100)), val=[], test=[])
     steps = {k: equal_steps(c.replace(epochs=10, batch_size=10), split).max_steps for k, c in v.items()}
-    assert steps["bf"] == steps["bf+aug"] == steps["dapi_only"] == 100 and steps["bf+aug+dapi"] == 100
+    assert steps["bf"] == steps["bf+aug"] == steps["dapi_only_own"] == 100 and steps["bf+aug+dapi_own"] == 100
 
 
 def test_flatfield_and_window_normalisation(small_store: Path):

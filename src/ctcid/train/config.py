@@ -121,10 +121,10 @@ class TrainConfig(Options):
     )
     extra_p: float = option(0.5, help="Substitution probability of --extra-mode substitute.", ge=0, le=1)
     extra_look: str = option(
-        "own",
-        help="How an extra training channel is shown: own: its own intensity window; stand-in: rescaled to look "
-        "like the input channel it stands in for (fluorescence inverted onto bright field's background and "
-        "contrast, measured on the training cells, so a DAPI nucleus shows as bright field's dark nucleus).",
+        "stand-in",
+        help="How an extra training channel is shown: stand-in: rescaled to look like the input channel it stands "
+        "in for (fluorescence inverted onto bright field's background and contrast, measured on the training "
+        "cells, so a DAPI nucleus shows as bright field's dark nucleus); own: its own intensity window.",
         choices=EXTRA_LOOKS,
     )
     augment: AugmentConfig = option(

@@ -45,6 +45,7 @@ __all__ = [
 #: Metrics shown in the comparison tables, in order (the rates, not the confusion counts).
 TABLE_METRICS = METRICS[: METRICS.index("ece") + 1]
 _NO_AUG = {"geometric": False, "illumination": False, "noise": False}
+_ALL_AUG = {"geometric": True, "illumination": True, "noise": True}
 
 #: System A's table: bright field only, each augmentation family alone, all three, and DAPI added to training.
 SYSTEM_A_VARIANTS: dict[str, dict[str, Any]] = {
@@ -52,23 +53,18 @@ SYSTEM_A_VARIANTS: dict[str, dict[str, Any]] = {
     "bf+geometric": {"augment": {**_NO_AUG, "geometric": True}},
     "bf+illumination": {"augment": {**_NO_AUG, "illumination": True}},
     "bf+noise": {"augment": {**_NO_AUG, "noise": True}},
-    "bf+aug": {"augment": {"geometric": True, "illumination": True, "noise": True}},
-    "bf+aug+dapi": {
-        "augment": {"geometric": True, "illumination": True, "noise": True},
-        "train_extra_channels": ["DAPI"],
-    },
+    "bf+aug": {"augment": dict(_ALL_AUG)},
+    "bf+aug+dapi": {"augment": dict(_ALL_AUG), "train_extra_channels": ["DAPI"]},
 }
 
-
-_ALL_AUG = {"geometric": True, "illumination": True, "noise": True}
-
 #: How DAPI enters System A's training (``ablate --system A-dapi``), all with the three families: as extra samples
-#: in its own window (the full recipe) or as a stand-in for bright field; and DAPI alone in training (every crop
-#: replaced, ``extra_p`` 1), tested on bright field: how much of bright field's signal DAPI can teach by itself.
+#: in its own intensity window or as a stand-in for bright field (``extra_look``); and DAPI alone in training
+#: (every crop replaced, ``extra_p`` 1), tested on bright field: how much of bright field's signal DAPI can teach
+#: by itself in either look.
 SYSTEM_A_DAPI_VARIANTS: dict[str, dict[str, Any]] = {
     "bf": {"augment": dict(_NO_AUG)},
     "bf+aug": {"augment": dict(_ALL_AUG)},
-    "bf+aug+dapi": {
+    "bf+aug+dapi_own": {
         "augment": dict(_ALL_AUG),
         "train_extra_channels": ["DAPI"],
         "extra_mode": "extra",
@@ -80,7 +76,7 @@ SYSTEM_A_DAPI_VARIANTS: dict[str, dict[str, Any]] = {
         "extra_mode": "extra",
         "extra_look": "stand-in",
     },
-    "dapi_only": {
+    "dapi_only_own": {
         "augment": dict(_ALL_AUG),
         "train_extra_channels": ["DAPI"],
         "extra_mode": "substitute",
