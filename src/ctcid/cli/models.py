@@ -98,8 +98,8 @@ def ablate(
     variants: Annotated[
         str | None,
         typer.Option(
-            help="Train only these rows of the table, comma-separated (e.g. bf,bf+aug,bf+aug+dapi); the first "
-            "is the reference of the paired differences."
+            help="Train only these rows of the table, comma-separated (e.g. bf,bf+aug,bf+aug+dapi); they keep "
+            "the table's order, and the first of them is the reference of the paired differences."
         ),
     ] = None,
     jobs: JobsOpt = 1,
