@@ -26,6 +26,7 @@ from ..evaluate.metrics import METRICS
 from ..io import CellDataset
 from ..io._atomic import atomic_write_text, output_errors
 from ..train import RUN_FILE, TrainConfig, is_complete
+from ..train.config import EXTRA_LOOKS
 from ..train.run import run_groups
 from .training import check_models, small_study_advice, train_model
 
@@ -57,39 +58,23 @@ SYSTEM_A_VARIANTS: dict[str, dict[str, Any]] = {
     "bf+aug+dapi": {"augment": dict(_ALL_AUG), "train_extra_channels": ["DAPI"]},
 }
 
+
+def _with_dapi(mode: str, look: str) -> dict[str, Any]:
+    """The three families plus DAPI in training, as extra samples (``extra``) or in place of every training crop
+    (``substitute`` with probability 1), shown in ``look``."""
+    change = {"augment": dict(_ALL_AUG), "train_extra_channels": ["DAPI"], "extra_mode": mode, "extra_look": look}
+    return {**change, "extra_p": 1.0} if mode == "substitute" else change
+
+
 #: How DAPI enters System A's training (``ablate --system A-dapi``), all with the three families: as extra samples
 #: in its own intensity window or as a stand-in for bright field (``extra_look``); and DAPI alone in training
-#: (every crop replaced, ``extra_p`` 1), tested on bright field: how much of bright field's signal DAPI can teach
-#: by itself in either look.
+#: (every crop replaced), tested on bright field: how much of bright field's signal DAPI can teach by itself in
+#: either look.
 SYSTEM_A_DAPI_VARIANTS: dict[str, dict[str, Any]] = {
     "bf": {"augment": dict(_NO_AUG)},
     "bf+aug": {"augment": dict(_ALL_AUG)},
-    "bf+aug+dapi_own": {
-        "augment": dict(_ALL_AUG),
-        "train_extra_channels": ["DAPI"],
-        "extra_mode": "extra",
-        "extra_look": "own",
-    },
-    "bf+aug+dapi_stand-in": {
-        "augment": dict(_ALL_AUG),
-        "train_extra_channels": ["DAPI"],
-        "extra_mode": "extra",
-        "extra_look": "stand-in",
-    },
-    "dapi_only_own": {
-        "augment": dict(_ALL_AUG),
-        "train_extra_channels": ["DAPI"],
-        "extra_mode": "substitute",
-        "extra_p": 1.0,
-        "extra_look": "own",
-    },
-    "dapi_only_stand-in": {
-        "augment": dict(_ALL_AUG),
-        "train_extra_channels": ["DAPI"],
-        "extra_mode": "substitute",
-        "extra_p": 1.0,
-        "extra_look": "stand-in",
-    },
+    **{f"bf+aug+dapi_{look}": _with_dapi("extra", look) for look in EXTRA_LOOKS},
+    **{f"dapi_only_{look}": _with_dapi("substitute", look) for look in EXTRA_LOOKS},
 }
 
 
