@@ -16,7 +16,7 @@ import torch
 from ctcid.config import ConfigError
 from ctcid.data import BatchPlan, StoreBatches, training_samples
 from ctcid.errors import CtcidError
-from ctcid.evaluate import Split, patient_folds, train_val_split
+from ctcid.evaluate import Split, patient_folds, threshold_half_max_f1, train_val_split
 from ctcid.io import CellDataset
 from ctcid.models import load_bundle
 from ctcid.train import TrainConfig, fit
@@ -48,6 +48,8 @@ def test_fit_writes_a_complete_run(small_store: Path, tmp_path: Path):
     val = pd.read_csv(tmp_path / "run" / "val_predictions.csv")
     assert set(val["sample_id"]) == set(bundle.meta.training.val_samples)
     assert ((val["p_ctc"] >= res.threshold) == (val["call"] == "ctc")).all()
+    # the default rule: half the best F1 of the calibrated validation probabilities
+    assert res.threshold == pytest.approx(threshold_half_max_f1(val["label"] == "ctc", val["p_ctc"]), abs=1e-9)
 
 
 def test_fixed_seed_gives_identical_results(small_store: Path, tmp_path: Path):

@@ -9,6 +9,7 @@ from .ingest import bench_ingest, machine_info
 from .predict import bench_predict
 from .saliency import bench_saliency
 from .small_cohorts import bench_small_cohorts
+from .thresholds import bench_thresholds
 from .train import bench_train
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "bench_predict",
     "bench_saliency",
     "bench_small_cohorts",
+    "bench_thresholds",
     "bench_train",
     "machine_info",
 ]

@@ -75,7 +75,7 @@ def _preset_result(counts: pd.DataFrame, cells: pd.DataFrame) -> dict[str, Any]:
             "width": None if name == "called" else s[f"{name}_width"],
             "mae": s[f"{name}_mae"],
             "bias": s[f"{name}_bias"],
-            "patients": int(s["patients"]),
+            "patients": int(s[f"{name}_patients"]),  # with a known truth and a finite estimate
         }
     # pooled out-of-fold cells, each called at its own fold's threshold
     pooled = classification_metrics(cells["label"].eq("ctc"), cells["p_ctc"], calls=cells["call"])
@@ -147,7 +147,7 @@ def bench_counts(
                 cells.append(oof)
                 one = _preset_result(table, oof)
                 by_seed.setdefault(str(seed), {})[preset] = {
-                    name: {k: one[name][k] for k in ("coverage", "mae")} for name in ESTIMATORS
+                    name: {k: one[name][k] for k in ("coverage", "mae", "patients")} for name in ESTIMATORS
                 }
             results[preset] = _preset_result(pd.concat(tables), pd.concat(cells))
     default = choose_default({k: {e: v[e] for e in ("expected", "adjusted")} for k, v in results.items()})

@@ -1,5 +1,5 @@
-"""Benchmark commands: ``ctcid bench ingest``, ``train``, ``predict``, ``counts``, ``features``, ``saliency`` and
-``small-cohorts`` and ``system-a``.
+"""Benchmark commands: ``ctcid bench ingest``, ``train``, ``predict``, ``counts``, ``features``, ``saliency``,
+``small-cohorts``, ``thresholds`` and ``system-a``.
 
 Most benchmarks take their options straight from the benchmark function: :func:`_bench_command` builds the
 command from a table of the parameters to offer and their help texts, with types and defaults read from the
@@ -184,6 +184,17 @@ _bench_command(
         "epochs": "Training epochs of the CNN per fold.",
         "input_size": "Input size of the CNN in px.",
         "n_boot": "Bootstrap resamples of the pooled ROC-AUC.",
+        "markdown": MarkdownOpt,
+    },
+)
+_bench_command(
+    "thresholds",
+    bench.bench_thresholds,
+    "Decision-threshold rules re-scored on finished cv/ablate runs (no training): pooled out-of-fold F1 of "
+    "half-max-f1 against max-f1, paired 95% interval, and the threshold's spread over folds.",
+    {
+        "runs": "Run folders of ctcid cv or ablate, comma-separated (searched for fold*/ prediction files).",
+        "n_boot": "Bootstrap resamples of the paired interval (patients).",
         "markdown": MarkdownOpt,
     },
 )

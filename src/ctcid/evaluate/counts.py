@@ -457,6 +457,7 @@ def coverage_summary(table: pd.DataFrame) -> dict[str, float]:
         est = table[column].to_numpy(np.float64)
         good = ok & np.isfinite(est)
         err = est[good] - truth[good]
+        out[f"{name}_patients"] = float(good.sum())  # those this estimator could count
         out[f"{name}_mae"] = float(np.abs(err).mean()) if err.size else math.nan
         out[f"{name}_bias"] = float(err.mean()) if err.size else math.nan
         if name == "called":

@@ -170,6 +170,13 @@ class TrainConfig(Options):
         "logit shift is undone: platt (slope and intercept, with their uncertainty) or isotonic.",
         choices=("platt", "isotonic"),
     )
+    threshold_rule: str = option(
+        "half-max-f1",
+        help="How the decision threshold is chosen on the calibrated validation probabilities: half-max-f1 (half "
+        "the best CTC-class F1, optimal for calibrated probabilities and stable on few validation CTCs) or max-f1 "
+        "(the score that maximises F1 on the validation cells).",
+        choices=("half-max-f1", "max-f1"),
+    )
     monitor: str = option(
         "val_pr_auc",
         help="Validation metric for early stopping and the best epoch.",

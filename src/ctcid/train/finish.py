@@ -17,11 +17,11 @@ from ..evaluate import (
     ErrorRates,
     classification_metrics,
     count_table,
+    decision_threshold,
     fit_calibration,
     per_patient_confusion,
     plot_training_curves,
     predictions_frame,
-    threshold_max_f1,
     write_metrics,
 )
 from ..io import CellDataset
@@ -96,13 +96,19 @@ def prior_shift_of(cfg: TrainConfig, y_train: np.ndarray, pos_weight: float) -> 
 
 
 def calibrate_on_validation(
-    val_logits: np.ndarray, y_val: np.ndarray, prior_shift: float, method: str, groups: np.ndarray | None = None
+    val_logits: np.ndarray,
+    y_val: np.ndarray,
+    prior_shift: float,
+    method: str,
+    groups: np.ndarray | None = None,
+    threshold_rule: str = "half-max-f1",
 ) -> tuple[Calibration, float, dict[str, float]]:
-    """Calibration map, decision threshold (max F1 of the calibrated probabilities) and validation metrics, all
-    from the validation patients only (``groups``: each validation cell's patient)."""
+    """Calibration map, decision threshold (``threshold_rule`` on the calibrated probabilities, see
+    :func:`ctcid.evaluate.decision_threshold`) and validation metrics, all from the validation patients only
+    (``groups``: each validation cell's patient)."""
     calibration = fit_calibration(val_logits, y_val, prior_shift=prior_shift, method=method, groups=groups)
     p_val = calibration.probabilities(val_logits)
-    threshold = threshold_max_f1(y_val, p_val)
+    threshold = decision_threshold(y_val, p_val, threshold_rule)
     return calibration, threshold, classification_metrics(y_val, p_val, threshold)
 
 
@@ -137,7 +143,12 @@ def finish(run: TrainingRun, fitted: Fitted) -> FitResult:
     val_logits = fitted.logits(run.val_cells)
     y_val = run.labels[run.val_cells].astype(int)
     calibration, threshold, val_metrics = calibrate_on_validation(
-        val_logits, y_val, fitted.prior_shift, cfg.calibration, groups=run.sample_ids[run.val_cells]
+        val_logits,
+        y_val,
+        fitted.prior_shift,
+        cfg.calibration,
+        groups=run.sample_ids[run.val_cells],
+        threshold_rule=cfg.threshold_rule,
     )
     meta = fitted.meta
     meta.threshold = threshold
