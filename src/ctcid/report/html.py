@@ -72,6 +72,13 @@ def _count_view(counts: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
+def _threshold_text(meta: BundleMeta) -> str:
+    """The threshold and the rule that chose it (bundles trained before the rule was recorded used max-f1)."""
+    config = meta.training.config
+    rule = config.get("threshold_rule", "max-f1") if config else None
+    return f"{meta.threshold:.4f}" + (f" ({rule} on the validation patients)" if rule else "")
+
+
 def _calibration_text(cal: Any) -> str:
     if cal.method == "platt":
         return (
@@ -425,7 +432,7 @@ def _model_card(meta: BundleMeta) -> pd.DataFrame:
             ("channels", ", ".join(meta.channels)),
             ("crop / input size (px)", f"{meta.crop_size[0]} / {meta.input_size}"),
             ("pixel size (um)", meta.pixel_size_um),
-            ("decision threshold (calibrated p)", f"{meta.threshold:.4f}"),
+            ("decision threshold (calibrated p)", _threshold_text(meta)),
             ("calibration", _calibration_text(meta.calibration_map())),
             ("training data fingerprint", meta.training.dataset_fingerprint),
             ("training patients", len(meta.training.train_samples)),
