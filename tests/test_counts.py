@@ -394,8 +394,10 @@ def test_bench_counts_pools_the_patients_of_every_seed():
         input_size=32,
         batch_size=32,
         seeds=(0, 1),
+        threshold_rule="half-max-f1",
     )
     assert r["config"]["seeds"] == [0, 1] and set(r["by_seed"]) == {"0", "1"}
+    assert r["config"]["threshold_rule"] == "half-max-f1"
     # eight patients from each seed's cohort, counted out of fold
     assert r["estimators"]["called"]["presets"]["easy"]["patients"] == 16
     for name in ("expected", "adjusted"):

@@ -201,7 +201,8 @@ def test_threshold_half_max_f1_exact_values():
     assert threshold_half_max_f1([0, 0, 1], [0.01, 0.02, 0.03]) == pytest.approx(0.5)
     assert threshold_half_max_f1([0, 0, 0], [0.1, 0.9, 0.5]) == 0.5
     assert decision_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], "max-f1") == pytest.approx(0.225)
-    assert decision_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.4)
+    assert decision_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.225)  # the default
+    assert decision_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], "half-max-f1") == pytest.approx(0.4)
     assert set(THRESHOLD_RULES) == {"half-max-f1", "max-f1"}
     with pytest.raises(ValueError, match="unknown threshold rule"):
         decision_threshold([0, 1], [0.2, 0.8], "youden")

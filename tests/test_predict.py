@@ -183,7 +183,7 @@ def test_report_of_a_prediction_is_self_contained(trained: dict[str, Path], tmp_
         "False negatives",
     ):
         assert section in text, section
-    assert "(half-max-f1 on the validation patients)" in text  # the model card names the threshold's rule
+    assert "(max-f1 on the validation patients)" in text  # the model card names the threshold's rule
     with pytest.raises(CtcidError, match="HTML"):
         write_report(tmp_path / "p", tmp_path / "r.txt")
 

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from ctcid.config import ConfigError
 from ctcid.data import BatchPlan, StoreBatches, training_samples
 from ctcid.errors import CtcidError
-from ctcid.evaluate import Split, patient_folds, threshold_half_max_f1, train_val_split
+from ctcid.evaluate import Split, patient_folds, threshold_half_max_f1, threshold_max_f1, train_val_split
 from ctcid.io import CellDataset
 from ctcid.models import load_bundle
 from ctcid.train import TrainConfig, fit
@@ -48,18 +49,21 @@ def test_fit_writes_a_complete_run(small_store: Path, tmp_path: Path):
     val = pd.read_csv(tmp_path / "run" / "val_predictions.csv")
     assert set(val["sample_id"]) == set(bundle.meta.training.val_samples)
     assert ((val["p_ctc"] >= res.threshold) == (val["call"] == "ctc")).all()
-    # the default rule: half the best F1 of the calibrated validation probabilities
-    assert res.threshold == pytest.approx(threshold_half_max_f1(val["label"] == "ctc", val["p_ctc"]), abs=1e-9)
+    # the default rule: the maximum F1 of the calibrated validation probabilities
+    assert res.threshold == pytest.approx(threshold_max_f1(val["label"] == "ctc", val["p_ctc"]), abs=1e-9)
 
 
 def test_fixed_seed_gives_identical_results(small_store: Path, tmp_path: Path):
     ds = CellDataset.open(small_store)
-    cfg = replace(FAST, epochs=1)
+    cfg = replace(FAST, epochs=1, threshold_rule="half-max-f1")
     fit(ds, _split(ds), cfg, tmp_path / "a")
-    fit(ds, _split(ds), cfg, tmp_path / "b")
+    res = fit(ds, _split(ds), cfg, tmp_path / "b")
     a = pd.read_csv(tmp_path / "a" / "val_predictions.csv")
     b = pd.read_csv(tmp_path / "b" / "val_predictions.csv")
     np.testing.assert_array_equal(a["logit"].to_numpy(), b["logit"].to_numpy())
+    # the option reaches the calibration step: half the best F1 of the calibrated validation probabilities
+    assert res.threshold == pytest.approx(threshold_half_max_f1(b["label"] == "ctc", b["p_ctc"]), abs=1e-9)
+    assert yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())["train"]["threshold_rule"] == "half-max-f1"
 
 
 def test_leaking_split_is_refused(small_store: Path, tmp_path: Path):

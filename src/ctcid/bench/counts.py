@@ -117,11 +117,13 @@ def bench_counts(
     input_size: int = 64,
     batch_size: int = 64,
     seeds: tuple[int, ...] = (0,),
+    threshold_rule: str = "max-f1",
     work_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train and count every preset, once per seed (each seed its own cohort and folds, pooled); return the
     benchmark record (see the module docstring for the layout)."""
+    from ..evaluate import THRESHOLD_RULES
     from ..synth import SynthConfig
     from ._common import cv_config
     from .ingest import machine_info
@@ -129,7 +131,10 @@ def bench_counts(
     say = log or (lambda _m: None)
     if not seeds:
         raise CtcidError("bench counts needs at least one seed")
+    if threshold_rule not in THRESHOLD_RULES:
+        raise CtcidError(f"--threshold-rule: one of {', '.join(THRESHOLD_RULES)}, got {threshold_rule!r}")
     sizes = {"batch_size": batch_size, "input_size": input_size}
+    fixed = {"n_folds": folds, "n_boot": 200, "threshold_rule": threshold_rule}
     cohort = SynthConfig(
         patients=patients, cells_per_patient=cells_per_patient, ctc_fraction=ctc_fraction, size=80
     )
@@ -140,7 +145,7 @@ def bench_counts(
         for preset in presets:
             tables, cells = [], []
             for seed in seeds:
-                cfg = cv_config(model, channels, epochs, **sizes, n_folds=folds, n_boot=200, seed=seed)
+                cfg = cv_config(model, channels, epochs, **sizes, **fixed, seed=seed)
                 synth = replace(cohort, seed=seed, difficulty=preset)
                 table, oof = _out_of_fold(Path(tmp) / f"{preset}-{seed}", synth, cfg, say)
                 tables.append(table.assign(sample_id=f"{seed}:" + table["sample_id"]))
@@ -179,6 +184,7 @@ def bench_counts(
             "input_size": input_size,
             "batch_size": batch_size,
             "seeds": list(seeds),
+            "threshold_rule": threshold_rule,
         },
         "by_seed": by_seed,
         "seconds": round(time.perf_counter() - t0, 1),

@@ -5,9 +5,9 @@ Every fold of a ``ctcid cv`` or ``ctcid ablate`` run keeps its calibrated valida
 :data:`ctcid.evaluate.THRESHOLD_RULES` this benchmark chooses each fold's threshold on the validation cells
 again, calls that fold's held-out cells at it and scores the pooled out-of-fold calls, so both rules are compared
 on the same probabilities, folds and patients without training anything: the CTC-class F1 of each rule, the
-paired difference of the default rule from ``max-f1`` with a patient bootstrap 95% interval, the folds where
-each rule scores higher, and the spread of the thresholds over folds (a rule that places the threshold between
-two particular validation scores moves it from fold to fold far more than the model changes).
+paired difference of ``half-max-f1`` from ``max-f1`` (the default) with a patient bootstrap 95% interval, the
+folds where each rule scores higher, and the spread of the thresholds over folds (a rule that places the
+threshold between two particular validation scores moves it from fold to fold far more than the model changes).
 
 Point it at the run folders of a real cohort to see which rule transfers better there; a folder is searched for
 every set of ``fold*/`` subfolders holding both files (one per model or variant).
@@ -27,8 +27,8 @@ from ..errors import CtcidError
 
 __all__ = ["bench_thresholds", "find_fold_groups", "thresholds_markdown"]
 
-#: The rule ``ctcid`` uses and the one it is compared against.
-DEFAULT_RULE, REFERENCE_RULE = "half-max-f1", "max-f1"
+#: The rule compared and the one it is compared against (the default).
+RULE, REFERENCE_RULE = "half-max-f1", "max-f1"
 
 
 def find_fold_groups(root: Path) -> list[Path]:
@@ -73,10 +73,10 @@ def _score_group(group: Path, n_boot: int, seed: int) -> dict[str, Any]:
     pooled = pd.concat(tests, ignore_index=True)
     y, p, ids = pooled["label"].eq("ctc").to_numpy(), pooled["p_ctc"].to_numpy(), pooled["sample_id"].to_numpy()
     side = {r: (y, p, np.concatenate(calls[r]), ids) for r in rules}
-    d = paired_difference(side[DEFAULT_RULE], side[REFERENCE_RULE], metrics=("f1",), n_boot=n_boot, seed=seed)
+    d = paired_difference(side[RULE], side[REFERENCE_RULE], metrics=("f1",), n_boot=n_boot, seed=seed)
     per_fold = pd.DataFrame(folds)
     scored = per_fold.dropna(subset=[f"f1_{r}" for r in rules])
-    gain = scored[f"f1_{DEFAULT_RULE}"] - scored[f"f1_{REFERENCE_RULE}"]
+    gain = scored[f"f1_{RULE}"] - scored[f"f1_{REFERENCE_RULE}"]
     return {
         "folds": len(folds),
         "patients": int(d["patients"]),
@@ -126,12 +126,12 @@ def bench_thresholds(
             say(f"{name}: {len(list(g.glob('fold*')))} folds")
             groups[name] = _score_group(g, n_boot, seed)
     rules = list(THRESHOLD_RULES)
-    folds = [f for g in groups.values() for f in g["per_fold"] if f[f"f1_{DEFAULT_RULE}"] is not None]
-    gain = np.array([f[f"f1_{DEFAULT_RULE}"] - f[f"f1_{REFERENCE_RULE}"] for f in folds])
-    group_gain = np.array([g["f1"][DEFAULT_RULE] - g["f1"][REFERENCE_RULE] for g in groups.values()])
+    folds = [f for g in groups.values() for f in g["per_fold"] if f[f"f1_{RULE}"] is not None]
+    gain = np.array([f[f"f1_{RULE}"] - f[f"f1_{REFERENCE_RULE}"] for f in folds])
+    group_gain = np.array([g["f1"][RULE] - g["f1"][REFERENCE_RULE] for g in groups.values()])
     record = {
         "benchmark": "thresholds",
-        "rule": DEFAULT_RULE,
+        "rule": RULE,
         "reference": REFERENCE_RULE,
         "groups": groups,
         "summary": {

@@ -135,6 +135,7 @@ _bench_command(
         "channels": "Input channels.",
         "epochs": "Training epochs per fold.",
         "seeds": "Seeds, comma-separated: each its own cohort and training, all counts pooled.",
+        "threshold_rule": "Decision threshold of every fold's model: max-f1 or half-max-f1.",
     },
 )
 _bench_command(

@@ -2,8 +2,8 @@
 
 The positive class is the CTC (label 1). Probabilities are calibrated on validation data
 (:mod:`ctcid.evaluate.calibration`); the decision threshold is chosen on those calibrated validation probabilities
-(:func:`decision_threshold`: by default half the best CTC-class F1, :func:`threshold_half_max_f1`, or the score
-that maximises it, :func:`threshold_max_f1`) and a cell is called a CTC when ``p >= threshold``.
+(:func:`decision_threshold`: by default the score that maximises the CTC-class F1, :func:`threshold_max_f1`, or
+half that best F1, :func:`threshold_half_max_f1`) and a cell is called a CTC when ``p >= threshold``.
 
 Confidence intervals resample patients, not cells, because cells of one patient are not independent. With fewer
 than :data:`MIN_PATIENTS` patients, or fewer than :data:`MIN_CTC_PATIENTS` with a CTC, most patient resamples
@@ -150,14 +150,16 @@ def threshold_half_max_f1(y_true: object, p: object) -> float:
 
 
 #: How a model's decision threshold is chosen on its calibrated validation probabilities.
-THRESHOLD_RULES = {"half-max-f1": threshold_half_max_f1, "max-f1": threshold_max_f1}
+THRESHOLD_RULES = {"max-f1": threshold_max_f1, "half-max-f1": threshold_half_max_f1}
 
 
-def decision_threshold(y_true: object, p: object, rule: str = "half-max-f1") -> float:
+def decision_threshold(y_true: object, p: object, rule: str = "max-f1") -> float:
     """The threshold of ``rule`` (a key of :data:`THRESHOLD_RULES`) on labels ``y_true`` and probabilities ``p``.
 
-    >>> round(decision_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], "max-f1"), 6)
+    >>> round(decision_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]), 6)
     0.225
+    >>> decision_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], "half-max-f1")
+    0.4
     """
     if rule not in THRESHOLD_RULES:
         raise ValueError(f"unknown threshold rule {rule!r}: one of {', '.join(THRESHOLD_RULES)}")

@@ -101,7 +101,7 @@ def calibrate_on_validation(
     prior_shift: float,
     method: str,
     groups: np.ndarray | None = None,
-    threshold_rule: str = "half-max-f1",
+    threshold_rule: str = "max-f1",
 ) -> tuple[Calibration, float, dict[str, float]]:
     """Calibration map, decision threshold (``threshold_rule`` on the calibrated probabilities, see
     :func:`ctcid.evaluate.decision_threshold`) and validation metrics, all from the validation patients only
