@@ -50,8 +50,7 @@ def _read(path: Path) -> pd.DataFrame:
 
 def _score_group(group: Path, n_boot: int, seed: int) -> dict[str, Any]:
     """Each rule's thresholds, per-fold and pooled F1 on one group's folds, and the paired difference."""
-    from ..evaluate import THRESHOLD_RULES, decision_threshold, paired_difference
-    from ..evaluate.metrics import classification_metrics
+    from ..evaluate import THRESHOLD_RULES, classification_metrics, decision_threshold, paired_difference
 
     rules = list(THRESHOLD_RULES)
     folds, tests = [], []

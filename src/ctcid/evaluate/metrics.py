@@ -71,6 +71,20 @@ MIN_CTC_PATIENTS = 5
 INTERVAL_METHODS = ("auto", "patients", "cells")
 
 
+def _f1_curve(y_true: object, p: object) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Scores, and the CTC-class F1 at each distinct score used as threshold (``p >= t``) with those thresholds;
+    ``None`` when ``y_true`` holds no CTC."""
+    y = as_binary(y_true)
+    s = as_scores(p)
+    check_lengths(y_true=y, p=s)
+    if not (y == 1).any():
+        return None
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    precision, recall = precision[:-1], recall[:-1]  # drop the end point without a threshold (recall 0)
+    denom = precision + recall
+    return s, np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0), thresholds
+
+
 def threshold_max_f1(y_true: object, p: object) -> float:
     """Decision threshold on ``p`` that maximises the F1 score of the CTC class.
 
@@ -96,15 +110,10 @@ def threshold_max_f1(y_true: object, p: object) -> float:
     >>> round(threshold_max_f1([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]), 6)  # best 0.35 (F1 0.8), next lower 0.1
     0.225
     """
-    y = as_binary(y_true)
-    s = as_scores(p)
-    check_lengths(y_true=y, p=s)
-    if not (y == 1).any():
+    curve = _f1_curve(y_true, p)
+    if curve is None:
         return 0.5
-    precision, recall, thresholds = precision_recall_curve(y, s)
-    precision, recall = precision[:-1], recall[:-1]
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    s, f1, thresholds = curve
     best = thresholds[np.flatnonzero(f1 == f1.max()).max()]
     lower = s[s < best]
     below = lower.max() if lower.size else 0.0
@@ -119,7 +128,8 @@ def threshold_half_max_f1(y_true: object, p: object) -> float:
     depends on the validation cells only through the one summary F1*, where :func:`threshold_max_f1` places the
     threshold between two particular validation scores: with the 20-50 validation CTCs of a small study that
     choice is noisy and optimistic (its F1 on those cells is the maximum by construction), and transfers worse to
-    new patients. The result lies in [0, 0.5].
+    new patients. Being lower, it calls more leukocytes, which makes the adjusted count noisier; so it is not the
+    training default (README, *Threshold and review queue*). The result lies in [0, 0.5].
 
     Parameters
     ----------
@@ -138,15 +148,8 @@ def threshold_half_max_f1(y_true: object, p: object) -> float:
     >>> threshold_half_max_f1([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])  # best F1 0.8
     0.4
     """
-    y = as_binary(y_true)
-    s = as_scores(p)
-    check_lengths(y_true=y, p=s)
-    if not (y == 1).any():
-        return 0.5
-    precision, recall, _ = precision_recall_curve(y, s)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
-    return float(f1.max() / 2.0)
+    curve = _f1_curve(y_true, p)
+    return 0.5 if curve is None else float(curve[1].max() / 2.0)
 
 
 #: How a model's decision threshold is chosen on its calibrated validation probabilities.
