@@ -99,3 +99,22 @@ def test_equal_steps_gives_dapi_in_training_the_same_budget_in_whole_epochs():
     assert dapi.epochs == 6 and dapi.max_steps == 6 * 32  # 1,000 cells x 2 samples in 32 batches of 64
     sub = equal_steps(base.replace(train_extra_channels=["DAPI"], extra_mode="substitute"), split)
     assert sub.max_steps == plain.max_steps
+
+
+def test_markdown_shows_where_training_kept_its_weights():
+    t = _table(["bf", "bf+aug"], [0.6, 0.7], [0.0, 0.01])
+    t["best_epoch_median"], t["epochs_run_median"] = [3.0, 22.0], [24.0, 24.0]
+    t["final_train_loss"], t["convergence"] = [0.004, 0.41], ["overfits early", "may need more steps"]
+    rec = _record(0.85, 0.02)
+    rec["variants"] = variant_record(t)
+    assert rec["variants"]["bf"]["best_epoch"] == 3.0 and rec["variants"]["bf+aug"]["convergence"]
+    text = system_a_markdown(rec)
+    assert "| best epoch / epochs |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| bf |"))
+    assert row.endswith("| 3 / 24 |")
+    assert (
+        "- `bf`: overfits early (kept epoch 3 of 24, median over folds; training loss 0.004 at the end)." in text
+    )
+    # records written before the column existed keep their old layout
+    old = system_a_markdown(_record(0.85, 0.02))
+    assert "best epoch" not in old

@@ -218,6 +218,17 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
     assert len(res.per_fold) == 4 and set(res.per_fold["fold"]) == {0, 1}
     md = (tmp_path / "abl" / "table.md").read_text()
     assert "| bf+aug+dapi |" in md and "±" in md
+    # each fold's kept epoch and last training loss come from its run folder and reach the table
+    for _, r in res.per_fold.iterrows():
+        run = json.loads((tmp_path / "abl" / r["variant"] / f"fold{r['fold']}" / "run.json").read_text())
+        history = pd.read_csv(tmp_path / "abl" / r["variant"] / f"fold{r['fold']}" / "history.csv")
+        assert r["best_epoch"] == run["best_epoch"] and r["epochs_run"] == run["epochs_run"] == 1
+        assert r["final_train_loss"] == pytest.approx(history["train_loss"].iloc[-1])
+    assert (res.table["best_epoch_median"] == 1).all() and (res.table["epochs_run_median"] == 1).all()
+    assert "best epoch / epochs (median)" in md and " 1 / 1 " in md
+    # one epoch kept at the last epoch in every fold: the note says the budget was too short
+    assert (res.table["convergence"] == "may need more steps").all()
+    assert "- `bf`: the kept epoch lies in the last fifth of training in 2 of 2 folds" in md
     folds = pd.read_csv(tmp_path / "abl" / "folds.csv")
     test_sets = folds[folds["role"] == "test"].groupby("fold")["sample_id"].apply(set)
     assert not (test_sets[0] & test_sets[1])
@@ -252,6 +263,30 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match="jobs"):
         run_variants(ds, picked, tmp_path / "abl3", base=base, title="t", jobs=0)
     assert not (tmp_path / "abl3").exists()
+
+
+def test_convergence_names_a_budget_too_short_or_too_long():
+    from ctcid.workflows.cv import convergence
+
+    def rows(best, run=24, last=0.4, first=0.9):
+        return pd.DataFrame(
+            {"best_epoch": best, "epochs_run": run, "first_train_loss": first, "final_train_loss": last}
+        )
+
+    late = convergence(rows([24, 22, 19, 10]))
+    assert (late["late"], late["early"], late["verdict"]) == (2, 0, "may need more steps")
+    fitted = convergence(rows([2, 3, 8, 20], last=0.01))
+    assert (fitted["early"], fitted["fitted"], fitted["verdict"]) == (3, 3, "overfits early")
+    assert fitted["best_epoch"] == 5.5 and fitted["epochs_run"] == 24 and fitted["final_train_loss"] == 0.01
+    # kept early while the training loss stayed high: not overfitting, validation peaked
+    peaked = convergence(rows([2, 3, 8, 20], last=0.5))
+    assert (peaked["early"], peaked["fitted"], peaked["verdict"]) == (3, 0, "validation peaks early")
+    assert convergence(rows([10, 12, 14]))["verdict"] == ""  # kept mid-way: the budget fits
+    assert convergence(rows([24, 2, 12, 12], last=0.01))["verdict"] == ""  # one fold each way is no verdict
+    # models without epochs (trees, linear): nothing to judge
+    none = convergence(pd.DataFrame({"best_epoch": [None, None], "epochs_run": [None, None]}))
+    assert none["verdict"] == "" and none["folds"] == 0 and none["best_epoch"] is None
+    assert convergence(pd.DataFrame({"f1": [0.5]}))["folds"] == 0
 
 
 def test_system_a_dapi_table_varies_only_how_dapi_enters():

@@ -67,6 +67,12 @@ def variant_record(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
         }
         entry.update({k: float(row[k]) for k in _KEYS})
         entry["f1_diff_excludes_0"] = bool(row["f1_diff_excludes_0"])
+        if pd.notna(row.get("best_epoch_median")):  # where training kept its weights (median over folds)
+            entry["best_epoch"] = float(row["best_epoch_median"])
+            entry["epochs_run"] = float(row["epochs_run_median"])
+            loss = row.get("final_train_loss")
+            entry["final_train_loss"] = None if pd.isna(loss) else float(loss)
+            entry["convergence"] = str(row.get("convergence") or "")
         out[str(row["variant"])] = entry
     return out
 
@@ -213,19 +219,36 @@ def _row(name: str, e: dict[str, Any], ref: str) -> str:
     diff = "—" if name == ref else _ci(e, "f1_diff") + (" *" if e["f1_diff_excludes_0"] else "")
     pr = "—" if name == ref else _ci(e, "pr_auc_diff")
     f1 = f"{e['f1']:.3f} [{e['f1_lo']:.3f}, {e['f1_hi']:.3f}]"
+    kept = f" {e['best_epoch']:g} / {e['epochs_run']:g} |" if "best_epoch" in e else ""
     return (
         f"| {name} | {e['roc_auc']:.3f} | {e['pr_auc']:.3f} | {f1} | {e['f1_fold_mean']:.3f} ± "
-        f"{e['f1_fold_std']:.3f} | {diff} | {pr} |"
+        f"{e['f1_fold_std']:.3f} | {diff} | {pr} |{kept}"
     )
 
 
 def _table(entries: dict[str, dict[str, Any]], ref: str) -> list[str]:
+    kept = all("best_epoch" in e for e in entries.values())
     head = [
         f"| variant | ROC-AUC | PR-AUC | F1 [95% CI] | F1 per fold | F1 − {ref} [95% CI] "
-        f"| PR-AUC − {ref} [95% CI] |",
-        "|---|---|---|---|---|---|---|",
+        f"| PR-AUC − {ref} [95% CI] |" + (" best epoch / epochs |" if kept else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if kept else ""),
     ]
-    return head + [_row(name, e, ref) for name, e in entries.items()]
+    rows = [
+        _row(name, e if kept else {k: v for k, v in e.items() if k != "best_epoch"}, ref)
+        for name, e in entries.items()
+    ]
+    notes = [
+        f"- `{name}`: {e['convergence']} (kept epoch {e['best_epoch']:g} of {e['epochs_run']:g}, median over folds"
+        + (
+            f"; training loss {e['final_train_loss']:.3f} at the end"
+            if e.get("final_train_loss") is not None
+            else ""
+        )
+        + ")."
+        for name, e in entries.items()
+        if kept and e.get("convergence")
+    ]
+    return head + rows + (["", *notes] if notes else [])
 
 
 def system_a_markdown(record: dict[str, Any]) -> str:

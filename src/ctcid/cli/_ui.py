@@ -145,6 +145,11 @@ def comparison(frame, path: Path) -> None:
     ]
     rows["count 95% interval coverage"] = [f"{v:.0%}" for v in frame["estimate_coverage"]]
     rows["training cells / fold"] = [str(v) for v in frame["train_cells"]]
+    if "best_epoch_median" in frame:
+        rows["best epoch / epochs (median)"] = [
+            "—" if pd.isna(b) else f"{b:g} / {e:g}"
+            for b, e in zip(frame["best_epoch_median"], frame["epochs_run_median"], strict=True)
+        ]
     shown = pd.DataFrame(rows, index=frame["variant"]).T.reset_index(names="metric")
     table(shown, title="held-out patients, patient-grouped folds")
     out.print(f"table: {path / 'table.md'} (and table.csv, per_fold.csv, comparison.png)")

@@ -31,12 +31,14 @@ from ..train.run import run_groups
 from .training import check_models, small_study_advice, train_model
 
 __all__ = [
+    "CONVERGENCE",
     "SYSTEM_A_DAPI_VARIANTS",
     "SYSTEM_A_VARIANTS",
     "SYSTEM_B_VARIANTS",
     "CVResult",
     "ablate",
     "compare_models",
+    "convergence",
     "run_variants",
     "system_a_variants",
     "system_b_variants",
@@ -235,10 +237,90 @@ def _run_fold(
         "train_cells": len(split.train),
         "steps": cfg.max_steps,
         "epochs_run": run.get("epochs_run"),
+        "best_epoch": run.get("best_epoch"),
+        **_train_losses(run_dir),
     }
     row.update({k: v["value"] for k, v in metrics["metrics"].items()})
     row.update({f"count_{k}": v for k, v in metrics["counts"].items()})
     return row
+
+
+def _train_losses(run_dir: Path) -> dict[str, float | None]:
+    """The training loss of a network's first and last epoch (``history.csv``); None for models trained without
+    epochs (trees, linear models)."""
+    path = run_dir / "history.csv"
+    history = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    if "train_loss" not in history or history["train_loss"].dropna().empty:
+        return {"first_train_loss": None, "final_train_loss": None}
+    loss = history["train_loss"].dropna()
+    return {"first_train_loss": float(loss.iloc[0]), "final_train_loss": float(loss.iloc[-1])}
+
+
+#: Verdicts of :func:`convergence`, and what each says about the training budget.
+CONVERGENCE = {
+    "may need more steps": "validation was still improving when training stopped, so more steps may raise it",
+    "overfits early": "it fitted the training patients long before the end, so more steps will not raise it "
+    "(augmentation or regularisation may)",
+    "validation peaks early": "validation peaked early while the training loss stayed high, so more steps are "
+    "unlikely to raise it",
+}
+
+
+def convergence(per_fold: pd.DataFrame) -> dict[str, Any]:
+    """Where in training each fold's kept epoch lies, summarised for one variant's rows of ``per_fold``.
+
+    A fold's kept (best-on-validation) epoch in the last fifth of its epochs means validation was still improving
+    when training stopped (``late``). In the first third (``early``) with the last training loss below a tenth of
+    the first epoch's, the network fitted its training patients long before the end (``fitted``). The verdict is
+    the case that holds in at least half the folds (see :data:`CONVERGENCE`): ``"may need more steps"``,
+    ``"overfits early"``, ``"validation peaks early"`` (early but not fitted), or ``""`` (none; or no epochs to
+    judge: tree and linear models). Also returns the median kept epoch and epochs run, and the mean last
+    training loss.
+
+    >>> import pandas as pd
+    >>> rows = {"best_epoch": [3, 2, 22], "epochs_run": 24, "first_train_loss": 0.9, "final_train_loss": 0.01}
+    >>> c = convergence(pd.DataFrame(rows))
+    >>> c["best_epoch"], c["early"], c["fitted"], c["late"], c["verdict"]
+    (3.0, 2, 2, 1, 'overfits early')
+    """
+    cols = ("best_epoch", "epochs_run")
+    sub = per_fold.dropna(subset=list(cols)) if set(cols) <= set(per_fold) else pd.DataFrame()
+    if not sub.empty:
+        sub = sub[sub["epochs_run"].astype(float) > 0]
+    if sub.empty:
+        return {
+            "best_epoch": None,
+            "epochs_run": None,
+            "late": 0,
+            "early": 0,
+            "fitted": 0,
+            "folds": 0,
+            "final_train_loss": None,
+            "verdict": "",
+        }
+    where = sub["best_epoch"].astype(float) / sub["epochs_run"].astype(float)
+    late, early = where > 0.8, where <= 1 / 3
+    first = pd.to_numeric(sub.get("first_train_loss", pd.Series(index=sub.index, dtype=float)), errors="coerce")
+    last = pd.to_numeric(sub.get("final_train_loss", pd.Series(index=sub.index, dtype=float)), errors="coerce")
+    fitted = early & (last < 0.1 * first)
+    half = len(sub) / 2
+    verdict = ""
+    if late.sum() >= half:
+        verdict = "may need more steps"
+    elif fitted.sum() >= half:
+        verdict = "overfits early"
+    elif early.sum() >= half:
+        verdict = "validation peaks early"
+    return {
+        "best_epoch": float(sub["best_epoch"].median()),
+        "epochs_run": float(sub["epochs_run"].median()),
+        "late": int(late.sum()),
+        "early": int(early.sum()),
+        "fitted": int(fitted.sum()),
+        "folds": len(sub),
+        "final_train_loss": round(float(last.mean()), 4) if last.notna().any() else None,
+        "verdict": verdict,
+    }
 
 
 def train_runs(
@@ -371,6 +453,15 @@ def _comparison_table(
         }
         for m in TABLE_METRICS:
             row[f"{m}_mean"], row[f"{m}_std"] = float(stats.loc[m, "mean"]), float(stats.loc[m, "std"])
+        conv = convergence(sub)
+        row.update(
+            best_epoch_median=conv["best_epoch"],
+            epochs_run_median=conv["epochs_run"],
+            best_epoch_late_folds=conv["late"],
+            best_epoch_early_folds=conv["early"],
+            final_train_loss=conv["final_train_loss"],
+            convergence=conv["verdict"],
+        )
         row.update(pooled[name])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -415,6 +506,11 @@ def _table_markdown(
             ],
             "estimate coverage": table["estimate_coverage"].round(2),
             "training cells / fold": table["train_cells"],
+            "best epoch / epochs (median)": [
+                "—" if pd.isna(b) else f"{b:g} / {e:g}"
+                for b, e in zip(table["best_epoch_median"], table["epochs_run_median"], strict=True)
+            ],
+            "training loss at end": ["—" if pd.isna(v) else f"{v:.3f}" for v in table["final_train_loss"]],
         }
     )
     interval = (
@@ -438,7 +534,35 @@ def _table_markdown(
         "share of patients whose 95% "
         f"interval holds the true count. `F1 vs {table['reference'].iloc[0]}`: the difference of pooled F1 from "
         "the first variant on the same held-out patients, with a paired bootstrap interval (patients resampled "
-        "once for both); * marks intervals that exclude 0.\n\n" + to_markdown(shown) + "\n"
+        "once for both); * marks intervals that exclude 0.\n\n"
+        + to_markdown(shown)
+        + "\n"
+        + _convergence_note(table)
+    )
+
+
+def _convergence_note(table: pd.DataFrame) -> str:
+    """A paragraph under the table naming the variants whose kept epochs say the budget did not fit them."""
+    lines = []
+    for _, r in table.iterrows():
+        verdict = r["convergence"]
+        if not verdict:
+            continue
+        loss = "" if pd.isna(r["final_train_loss"]) else f"; training loss {r['final_train_loss']:.3f} at the end"
+        where = (
+            f"the last fifth of training in {r['best_epoch_late_folds']}"
+            if verdict == "may need more steps"
+            else f"the first third of training in {r['best_epoch_early_folds']}"
+        )
+        lines.append(
+            f"- `{r['variant']}`: the kept epoch lies in {where} of {r['folds']} folds{loss}: "
+            f"{CONVERGENCE[verdict]}."
+        )
+    if not lines:
+        return ""
+    return (
+        "\nConvergence (each fold keeps the epoch with the best validation PR-AUC; `best epoch / epochs` is the "
+        "median over folds):\n\n" + "\n".join(lines) + "\n"
     )
 
 
