@@ -200,7 +200,7 @@ def test_killed_run_resumes_to_the_same_result(small_store: Path, tmp_path: Path
     assert history["epoch"].tolist() == [1, 2, 3] and history["val_pr_auc"].notna().all()
 
 
-def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
+def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     from ctcid.workflows import ablate, run_variants, system_a_variants
 
     ds = CellDataset.open(small_store)
@@ -229,6 +229,12 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path):
     # one epoch kept at the last epoch in every fold: the note says the budget was too short
     assert (res.table["convergence"] == "may need more steps").all()
     assert "- `bf`: the kept epoch lies in the last fifth of training in 2 of 2 folds" in md
+    from ctcid.cli import _ui
+
+    capsys.readouterr()
+    _ui.comparison(res.table, tmp_path / "abl")
+    shown = capsys.readouterr().out
+    assert "best epoch / epochs (median)" in shown and "bf+aug+dapi: may need more steps (see table.md)" in shown
     folds = pd.read_csv(tmp_path / "abl" / "folds.csv")
     test_sets = folds[folds["role"] == "test"].groupby("fold")["sample_id"].apply(set)
     assert not (test_sets[0] & test_sets[1])

@@ -152,6 +152,9 @@ def comparison(frame, path: Path) -> None:
         ]
     shown = pd.DataFrame(rows, index=frame["variant"]).T.reset_index(names="metric")
     table(shown, title="held-out patients, patient-grouped folds")
+    for name, verdict in zip(frame["variant"], frame.get("convergence", [""] * len(frame)), strict=True):
+        if isinstance(verdict, str) and verdict:
+            out.print(f"{name}: {verdict} (see table.md)")
     out.print(f"table: {path / 'table.md'} (and table.csv, per_fold.csv, comparison.png)")
 
 
