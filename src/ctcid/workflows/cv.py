@@ -537,11 +537,11 @@ def _table_markdown(
         "once for both); * marks intervals that exclude 0.\n\n"
         + to_markdown(shown)
         + "\n"
-        + _convergence_note(table)
+        + _convergence_note(table, base.monitor)
     )
 
 
-def _convergence_note(table: pd.DataFrame) -> str:
+def _convergence_note(table: pd.DataFrame, monitor: str) -> str:
     """A paragraph under the table naming the variants whose kept epochs say the budget did not fit them."""
     lines = []
     for _, r in table.iterrows():
@@ -561,8 +561,8 @@ def _convergence_note(table: pd.DataFrame) -> str:
     if not lines:
         return ""
     return (
-        "\nConvergence (each fold keeps the epoch with the best validation PR-AUC; `best epoch / epochs` is the "
-        "median over folds):\n\n" + "\n".join(lines) + "\n"
+        f"\nConvergence (each fold keeps the epoch with the best `{monitor}`; `best epoch / epochs` is the median "
+        "over folds):\n\n" + "\n".join(lines) + "\n"
     )
 
 
