@@ -215,14 +215,14 @@ def _ci(e: dict[str, Any], key: str, fmt: str = "+.3f") -> str:
     return f"{e[key]:{fmt}} [{e[key + '_lo']:{fmt}}, {e[key + '_hi']:{fmt}}]"
 
 
-def _row(name: str, e: dict[str, Any], ref: str) -> str:
+def _row(name: str, e: dict[str, Any], ref: str, kept: bool = False) -> str:
     diff = "—" if name == ref else _ci(e, "f1_diff") + (" *" if e["f1_diff_excludes_0"] else "")
     pr = "—" if name == ref else _ci(e, "pr_auc_diff")
     f1 = f"{e['f1']:.3f} [{e['f1_lo']:.3f}, {e['f1_hi']:.3f}]"
-    kept = f" {e['best_epoch']:g} / {e['epochs_run']:g} |" if "best_epoch" in e else ""
+    epochs = f" {e['best_epoch']:g} / {e['epochs_run']:g} |" if kept else ""
     return (
         f"| {name} | {e['roc_auc']:.3f} | {e['pr_auc']:.3f} | {f1} | {e['f1_fold_mean']:.3f} ± "
-        f"{e['f1_fold_std']:.3f} | {diff} | {pr} |{kept}"
+        f"{e['f1_fold_std']:.3f} | {diff} | {pr} |{epochs}"
     )
 
 
@@ -233,10 +233,7 @@ def _table(entries: dict[str, dict[str, Any]], ref: str) -> list[str]:
         f"| PR-AUC − {ref} [95% CI] |" + (" best epoch / epochs |" if kept else ""),
         "|---|---|---|---|---|---|---|" + ("---|" if kept else ""),
     ]
-    rows = [
-        _row(name, e if kept else {k: v for k, v in e.items() if k != "best_epoch"}, ref)
-        for name, e in entries.items()
-    ]
+    rows = [_row(name, e, ref, kept) for name, e in entries.items()]
     notes = [
         f"- `{name}`: {e['convergence']} (kept epoch {e['best_epoch']:g} of {e['epochs_run']:g}, median over folds"
         + (
