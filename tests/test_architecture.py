@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ctcid"
 
 #: Packages from the bottom layer to the top; a package imports only packages of lower layers.
 LAYERS: list[set[str]] = [
-    {"errors", "_version"},
+    {"errors", "_version", "_lazy"},
     {"config", "_workers", "_runtime"},
     {"io"},
     {"synth", "segment"},
@@ -196,3 +196,38 @@ def test_the_top_level_names_resolve():
         assert getattr(ctcid, name) is not None, name
     with pytest.raises(AttributeError):
         ctcid.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("package", ["ctcid.models", "ctcid.augment", "ctcid.train"])
+def test_lazy_packages_resolve_every_name_from_its_submodule(package: str):
+    import importlib
+
+    pkg = importlib.import_module(package)
+    for name in pkg.__all__:
+        value = getattr(pkg, name)
+        defined_in = getattr(value, "__module__", None)
+        assert defined_in is None or defined_in.startswith(package + "."), (name, defined_in)
+        assert name in dir(pkg)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        pkg.no_such_name  # noqa: B018
+
+
+def test_lazy_exports_must_match_the_public_names():
+    from ctcid._lazy import lazy_exports
+
+    with pytest.raises(ValueError, match="differ from __all__"):
+        lazy_exports("json", {"decoder": ["JSONDecodeError"]}, ["JSONDecodeError", "loads"])
+
+
+def test_the_command_line_and_options_load_without_torch():
+    """``ctcid --help`` and every command's options load no deep-learning stack: torch, timm and Lightning come
+    in with the first command that trains or predicts."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ctcid.cli.main, ctcid.train.config, ctcid.evaluate, ctcid.models.calibration; "
+        "print(sorted(m for m in ('torch', 'timm', 'lightning', 'torchvision', 'captum') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -5,7 +5,7 @@ The package is layered; each layer imports only the layers below it (``tests/tes
 ======================  =================================================================================
 layer                   packages
 ======================  =================================================================================
-foundations             ``errors``, ``_version``; ``config`` (typed options), ``_workers``, ``_runtime``
+foundations             ``errors``, ``_version``, ``_lazy``; ``config``, ``_workers``, ``_runtime``
 data in                 ``io`` (readers, the dataset store); ``synth``, ``segment``; ``detect``, ``features``
 data to tensors         ``data`` (batches, scaling, the one preprocessing); ``augment``
 models                  ``models`` (registry, bundle, calibration map)

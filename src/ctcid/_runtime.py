@@ -10,11 +10,12 @@ import os
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import CtcidError, arg
+
+if TYPE_CHECKING:  # torch loads on first use, so that `ctcid --help` and the light commands start fast
+    import torch
 
 __all__ = [
     "Progress",
@@ -41,6 +42,8 @@ def resolve_device(device: str = "auto") -> torch.device:
     >>> resolve_device("cpu")
     device(type='cpu')
     """
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -51,9 +54,11 @@ def resolve_device(device: str = "auto") -> torch.device:
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast type for ``precision`` on ``device``: bf16 (or fp16) on a GPU, none on the CPU or at fp32.
 
-    >>> autocast_dtype(torch.device("cpu")) is None
+    >>> autocast_dtype(resolve_device("cpu")) is None
     True
     """
+    import torch
+
     if device.type != "cuda" or precision in ("32", "32-true"):
         return None
     return torch.float16 if precision == "16-mixed" else torch.bfloat16

@@ -3,7 +3,7 @@
 :class:`BatchAugment` is a ``torch.nn.Module`` that augments a whole batch ``[B, C, H, W]`` where it already
 lies (CPU or GPU) in a handful of kernels, with every parameter drawn from a seeded ``torch.Generator``;
 :class:`AugmentConfig` holds the parameters and their documented defaults; :func:`describe` records a setup
-for the run folder.
+for the run folder. Both load without torch (:mod:`ctcid.augment.config`); the kernels on first use.
 
 Examples
 --------
@@ -21,8 +21,33 @@ True
 
 from __future__ import annotations
 
-from . import batch, grounded
-from .batch import *  # noqa: F403 (its __all__)
-from .grounded import *  # noqa: F403 (its __all__)
+from typing import TYPE_CHECKING
 
-__all__ = [*batch.__all__, *grounded.__all__]
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .batch import AugmentParams, BatchAugment
+    from .config import MAX_SPECKS, AugmentConfig, augment_families, describe
+    from .grounded import grounded_config, measure_variation
+
+__all__ = [
+    "MAX_SPECKS",
+    "AugmentConfig",
+    "AugmentParams",
+    "BatchAugment",
+    "augment_families",
+    "describe",
+    "grounded_config",
+    "measure_variation",
+]
+
+# the options load without torch; the batched kernels (and torch) on first use
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "config": ["MAX_SPECKS", "AugmentConfig", "augment_families", "describe"],
+        "batch": ["AugmentParams", "BatchAugment"],
+        "grounded": ["grounded_config", "measure_variation"],
+    },
+    __all__,
+)

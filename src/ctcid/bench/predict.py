@@ -19,9 +19,10 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["bench_predict"]
 
@@ -55,6 +56,8 @@ def bench_predict(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Time prediction paths on a generated 4-channel cohort (see the module docstring)."""
+    import torch
+
     from .._runtime import autocast_dtype, resolve_device
     from .ingest import machine_info
 
@@ -100,6 +103,8 @@ def bench_predict(
 def _cohort_and_bundle(tmp: Path, model: str, cells: int, size: int, seed: int) -> tuple[Any, torch.nn.Module]:
     """Generate a cohort as a raw export in ``tmp/export``, ingest it to ``tmp/ds`` and save an untrained bundle
     of ``model`` to ``tmp/model``; return the dataset and the network."""
+    import torch
+
     from ..data import channel_normalisation
     from ..io import CellDataset, IngestOptions, ingest
     from ..models import BundleMeta, TrainingRecord, create_model, save_bundle
@@ -135,6 +140,8 @@ def _torch_rates(
 ) -> tuple[float, float, float]:
     """Cells/s of the network alone on the random batch ``x`` already on the device, and of ``predict`` from the
     dataset store and from the raw export."""
+    import torch
+
     from ..predict import predict
 
     batch_size = len(x)

@@ -12,10 +12,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["bench_train"]
 
@@ -48,6 +50,8 @@ def _random_store(folder: Path, cells: int, size: int, seed: int) -> Path:
 
 
 def _sync(dev: torch.device) -> None:
+    import torch
+
     if dev.type == "cuda":
         torch.cuda.synchronize()
 
@@ -78,6 +82,8 @@ def bench_train(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Images/s of training steps with and without the data path, measured side by side."""
+    import torch
+
     from .._runtime import autocast_dtype, resolve_device
     from .ingest import machine_info
 
@@ -116,6 +122,7 @@ def bench_train(
 
 def _model_only_rate(work: _Workload, dev: torch.device, amp: torch.dtype | None) -> float:
     """Images/s of forward + backward + optimiser steps on one random batch already on the device."""
+    import torch
     import torch.nn.functional as F
 
     from ..models import create_model
@@ -212,6 +219,8 @@ def _classifier(
     work: _Workload, channels: list[str], norm: dict[str, dict[str, float | str]], on_gpu: bool
 ) -> torch.nn.Module:
     """The training module of ``ctcid train`` around a fresh network, with all three augmentation families."""
+    import torch
+
     from ..augment import AugmentConfig, BatchAugment
     from ..data import Normalizer
     from ..models import create_model

@@ -10,10 +10,15 @@ Examples
 
 from __future__ import annotations
 
-from .config import FEATURE_MODELS, TrainConfig
-from .engine import fit, fit_model, fit_summary
-from .finish import FitResult, Fitted, calibrate_on_validation, finish, prior_shift_of
-from .run import RUN_FILE, TrainingRun, is_complete
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .config import FEATURE_MODELS, TrainConfig
+    from .engine import fit, fit_model, fit_summary
+    from .finish import FitResult, Fitted, calibrate_on_validation, finish, prior_shift_of
+    from .run import RUN_FILE, TrainingRun, is_complete
 
 __all__ = [
     "FEATURE_MODELS",
@@ -30,3 +35,15 @@ __all__ = [
     "is_complete",
     "prior_shift_of",
 ]
+
+# the options (TrainConfig) load without torch; fitting, and torch, on first use
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "config": ["FEATURE_MODELS", "TrainConfig"],
+        "engine": ["fit", "fit_model", "fit_summary"],
+        "finish": ["FitResult", "Fitted", "calibrate_on_validation", "finish", "prior_shift_of"],
+        "run": ["RUN_FILE", "TrainingRun", "is_complete"],
+    },
+    __all__,
+)
