@@ -158,6 +158,35 @@ def comparison(frame, path: Path) -> None:
     out.print(f"table: {path / 'table.md'} (and table.csv, per_fold.csv, comparison.png)")
 
 
+def pooled(frame, path: Path) -> None:
+    """A pooled comparison (``pool``): one row per variant, with its paired difference from the reference."""
+    import pandas as pd
+
+    ref = frame["reference"].iloc[0]
+
+    def ci(col: str, sign: str = "") -> list[str]:
+        return [
+            f"{v:{sign}.3f} [{lo:{sign}.3f}, {hi:{sign}.3f}]"
+            for v, lo, hi in zip(frame[col], frame[f"{col}_lo"], frame[f"{col}_hi"], strict=True)
+        ]
+
+    is_ref = (frame["variant"] == ref).tolist()
+    shown = pd.DataFrame(
+        {
+            "variant": frame["variant"],
+            "patients": frame["patients"],
+            "F1 [95% CI]": ci("pooled_f1"),
+            "PR-AUC": [f"{v:.3f}" for v in frame["pooled_pr_auc"]],
+            f"F1 - {ref} [95% CI]": ["" if r else d for r, d in zip(is_ref, ci("f1_diff", "+"), strict=True)],
+            f"PR-AUC - {ref} [95% CI]": [
+                "" if r else d for r, d in zip(is_ref, ci("pr_auc_diff", "+"), strict=True)
+            ],
+        }
+    )
+    table(shown, title=f"{int(frame['cohorts'].iloc[0])} cohorts pooled, held-out patients")
+    out.print(f"table: {path / 'table.md'} (and table.csv, pool.json)")
+
+
 def counts(frame, title: str) -> None:
     """A count table: the chosen estimate with its 95% interval, the called count, the truth when known."""
     import pandas as pd

@@ -1,4 +1,4 @@
-"""Commands on models: ``train``, ``cv``, ``ablate``, ``evaluate``, ``predict``, ``export``, ``explain``,
+"""Commands on models: ``train``, ``cv``, ``ablate``, ``pool``, ``evaluate``, ``predict``, ``export``, ``explain``,
 ``report`` and ``demo``."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from . import _ui
 from ._app import DatasetArg, JobsOpt, OverwriteOpt, app
 from ._options import resolve_options, with_options
 
-__all__ = ["ablate", "cv", "demo", "evaluate", "explain", "export", "predict", "report", "train"]
+__all__ = ["ablate", "cv", "demo", "evaluate", "explain", "export", "pool", "predict", "report", "train"]
 
 ModelArg = Annotated[Path, typer.Argument(help="Model bundle folder (a run's model/).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")]
@@ -128,6 +128,24 @@ def ablate(
         log=_ui.note,
     )
     _ui.comparison(res.table, out)
+
+
+@app.command()
+def pool(
+    comparisons: Annotated[
+        list[Path], typer.Argument(help="Finished `ctcid cv` or `ctcid ablate` folders, one per cohort.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the pooled table.")],
+    n_boot: Annotated[int, typer.Option(help="Patient resamples of each interval.", min=100)] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Pool comparisons of the same variants run on different cohorts: F1, PR-AUC and paired differences over
+    all their held-out patients, beside each cohort's own difference."""
+    from ..workflows import pool_comparisons
+
+    table = pool_comparisons(comparisons, out, n_boot=n_boot, seed=seed, overwrite=overwrite, log=_ui.note)
+    _ui.pooled(table, out)
 
 
 @app.command()

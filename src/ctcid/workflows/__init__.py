@@ -1,7 +1,9 @@
 """Workflows over the library's layers: a training run with its explanations, patient-grouped cross-validation
-of several variants (architecture comparisons, System A's and System B's ablations), and the demo's pipeline.
+of several variants (architecture comparisons, System A's and System B's ablations), comparisons on different
+cohorts pooled, and the demo's pipeline.
 
-What ``ctcid train``, ``ctcid cv``, ``ctcid ablate`` and ``ctcid demo`` run, callable from a notebook.
+What ``ctcid train``, ``ctcid cv``, ``ctcid ablate``, ``ctcid pool`` and ``ctcid demo`` run, callable from a
+notebook.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .cv import (
     system_b_variants,
 )
 from .demo import DemoResult, run_demo
+from .pool import pool_comparisons
 from .training import (
     EXPORTS,
     explain_run,
@@ -38,6 +41,7 @@ __all__ = [
     "compare_models",
     "explain_run",
     "export_for_prediction",
+    "pool_comparisons",
     "run_demo",
     "run_variants",
     "small_study_advice",

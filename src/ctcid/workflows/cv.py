@@ -39,6 +39,7 @@ __all__ = [
     "ablate",
     "compare_models",
     "convergence",
+    "paired_to_reference",
     "run_variants",
     "system_a_variants",
     "system_b_variants",
@@ -414,9 +415,12 @@ def _pool_variant(out: Path, run_dirs: list[Path], base: TrainConfig) -> tuple[d
     return row, pooled
 
 
-def _paired_to_reference(frames: dict[str, pd.DataFrame], base: TrainConfig) -> dict[str, dict[str, Any]]:
+def paired_to_reference(
+    frames: dict[str, pd.DataFrame], *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, dict[str, Any]]:
     """Each variant's F1 and PR-AUC difference from the first variant (the reference), on the same held-out
-    patients, with a paired patient bootstrap 95% interval, and whether the F1 interval excludes 0."""
+    patients, with a paired patient bootstrap 95% interval, and whether the F1 interval excludes 0; ``frames``
+    are the variants' out-of-fold predictions (``label``, ``p_ctc``, ``call``, ``sample_id``)."""
     from ..evaluate import paired_difference
 
     def side(f: pd.DataFrame) -> tuple[Any, Any, Any, Any]:
@@ -427,7 +431,7 @@ def _paired_to_reference(frames: dict[str, pd.DataFrame], base: TrainConfig) -> 
     ref = side(frames[names[0]])
     out = {}
     for name in names:
-        d = paired_difference(side(frames[name]), ref, n_boot=base.n_boot, seed=base.seed)
+        d = paired_difference(side(frames[name]), ref, n_boot=n_boot, seed=seed)
         d.pop("patients")
         d["f1_diff_excludes_0"] = bool(d["f1_diff_lo"] > 0 or d["f1_diff_hi"] < 0)
         d["reference"] = names[0]
@@ -629,7 +633,7 @@ def _run_all(
         for _, split, fold_cfg, run_dir in mine:
             rows.append(_run_fold(ds, split, name, fold_cfg, run_dir, n_folds, resume, say))
         pooled[name], frames[name] = _pool_variant(out / name, [r[3] for r in mine], base)
-    for name, diff in _paired_to_reference(frames, base).items():
+    for name, diff in paired_to_reference(frames, n_boot=base.n_boot, seed=base.seed).items():
         pooled[name].update(diff)
     per_fold = pd.DataFrame(rows)
     atomic_write_text(out / "per_fold.csv", per_fold.to_csv(index=False))

@@ -1,0 +1,119 @@
+"""Pooling comparisons run on different cohorts (``ctcid pool``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, f1_score
+
+from ctcid.cli import run
+from ctcid.errors import CtcidError
+from ctcid.workflows import pool_comparisons
+
+
+def _comparison(
+    root: Path, fingerprint: str, seed: int, variants=("bf", "better"), patients: int = 8, flip: float = 0.3
+) -> Path:
+    """A finished comparison folder as ``ctcid ablate`` leaves it: ``table.csv``, each variant's
+    ``oof_predictions.csv`` and a fold's ``run.json``. The reference mislabels about ``flip`` of each patient's
+    cells; later variants call every cell right."""
+    rng = np.random.default_rng(seed)
+    n = 20
+    ids = np.repeat([f"P{i:02d}" for i in range(1, patients + 1)], n)
+    y = (rng.random(ids.size) < 0.3).astype(int)
+    y[::n] = 1  # every patient has a CTC
+    rows = []
+    for k, name in enumerate(variants):
+        wrong = rng.random(ids.size) < (flip if k == 0 else 0.0)
+        call = np.where(wrong, 1 - y, y)
+        p = np.clip(0.5 * call + 0.25 + rng.normal(0, 0.1, ids.size), 0, 1)
+        frame = pd.DataFrame(
+            {
+                "cell_id": [f"{s}_C{i:04d}" for i, s in enumerate(ids)],
+                "sample_id": ids,
+                "label": np.where(y == 1, "ctc", "wbc"),
+                "p_ctc": p,
+                "call": np.where(call == 1, "ctc", "wbc"),
+            }
+        )
+        (root / name / "fold0").mkdir(parents=True)
+        frame.to_csv(root / name / "oof_predictions.csv", index=False)
+        (root / name / "fold0" / "run.json").write_text(json.dumps({"dataset_fingerprint": fingerprint}))
+        rows.append(
+            {"variant": name, "pooled_f1": f1_score(y, call), "f1_diff": 0.1 * k, "reference": variants[0]}
+        )
+    pd.DataFrame(rows).to_csv(root / "table.csv", index=False)
+    return root
+
+
+def _cells(folder: Path, variant: str) -> pd.DataFrame:
+    return pd.read_csv(folder / variant / "oof_predictions.csv")
+
+
+def test_pooled_table_keeps_cohorts_apart_and_pairs_the_differences(tmp_path: Path):
+    a = _comparison(tmp_path / "a", "sha256:aaa", seed=1)
+    b = _comparison(tmp_path / "b", "sha256:bbb", seed=2)
+    table = pool_comparisons([a, b], tmp_path / "pooled", n_boot=300).set_index("variant")
+
+    both = {v: pd.concat([_cells(a, v), _cells(b, v)]) for v in ("bf", "better")}
+    f1 = {v: f1_score(f["label"] == "ctc", f["call"] == "ctc") for v, f in both.items()}
+    # the two cohorts name their patients alike (P01..P08); pooled, they are 16 patients
+    assert (table["patients"] == 16).all()
+    assert table.loc["bf", "pooled_f1"] == pytest.approx(f1["bf"])
+    assert table.loc["bf", "pooled_pr_auc"] == pytest.approx(
+        average_precision_score(both["bf"]["label"] == "ctc", both["bf"]["p_ctc"])
+    )
+    assert table.loc["better", "f1_diff"] == pytest.approx(f1["better"] - f1["bf"])
+    assert table.loc["better", "f1_diff_lo"] > 0 and bool(table.loc["better", "f1_diff_excludes_0"])
+    assert table.loc["bf", "f1_diff"] == 0 and table.loc["bf", "reference"] == "bf"
+    # each cohort's own difference is repeated from its table
+    assert table.loc["better", "c1_f1_diff"] == pytest.approx(0.1)
+    assert table.loc["better", "c2_f1_diff"] == pytest.approx(0.1)
+
+    record = json.loads((tmp_path / "pooled" / "pool.json").read_text())
+    assert [s["dataset_fingerprint"] for s in record["sources"]] == ["sha256:aaa", "sha256:bbb"]
+    md = (tmp_path / "pooled" / "table.md").read_text()
+    assert "16 patients" in md and "| better" in md and " *" in md
+
+
+def test_pooling_refuses_what_would_mislead(tmp_path: Path):
+    a = _comparison(tmp_path / "a", "sha256:aaa", seed=1)
+    same = _comparison(tmp_path / "same", "sha256:aaa", seed=3)
+    other_rows = _comparison(tmp_path / "rows", "sha256:ccc", seed=4, variants=("bf", "bf+aug"))
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    out = tmp_path / "pooled"
+    with pytest.raises(CtcidError, match="same dataset as .*count twice"):
+        pool_comparisons([a, same], out)
+    with pytest.raises(CtcidError, match="pool comparisons of one table"):
+        pool_comparisons([a, other_rows], out)
+    with pytest.raises(CtcidError, match="no table.csv"):
+        pool_comparisons([a, unfinished], out)
+    with pytest.raises(CtcidError, match="at least two"):
+        pool_comparisons([a], out)
+    assert not out.exists() and not list(tmp_path.glob(".pooled*"))
+
+
+def _cli(capsys, *args: object) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        run([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def test_pool_command(capsys: pytest.CaptureFixture[str], tmp_path: Path):
+    a = _comparison(tmp_path / "a", "sha256:aaa", seed=1)
+    b = _comparison(tmp_path / "b", "sha256:bbb", seed=2)
+    code, printed, _ = _cli(capsys, "pool", a, b, "--out", tmp_path / "p", "--n-boot", 200)
+    assert code == 0
+    assert "2 cohorts pooled" in printed and "better" in printed
+    assert (tmp_path / "p" / "table.csv").is_file()
+    # an existing output is kept unless --overwrite
+    code, _, err = _cli(capsys, "pool", a, b, "--out", tmp_path / "p")
+    err = err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "--overwrite" in err[0]
