@@ -42,6 +42,11 @@ def _comparison(
         )
         (root / name / "fold0").mkdir(parents=True)
         frame.to_csv(root / name / "oof_predictions.csv", index=False)
+        per = frame.assign(t=y, c=call).groupby("sample_id")[["t", "c"]].sum()
+        counts = {"sample_id": per.index, "called_ctc": per["c"], "true_ctc": per["t"]}
+        for est in ("expected_ctc", "adjusted_ctc", "ctc_estimate"):  # the columns of a real counts.csv
+            counts.update({est: per["c"], f"{est}_lo": per["c"] - 1, f"{est}_hi": per["c"] + 1})
+        pd.DataFrame(counts).to_csv(root / name / "counts.csv", index=False)
         (root / name / "fold0" / "run.json").write_text(json.dumps({"dataset_fingerprint": fingerprint}))
         rows.append(
             {"variant": name, "pooled_f1": f1_score(y, call), "f1_diff": 0.1 * k, "reference": variants[0]}
@@ -70,6 +75,12 @@ def test_pooled_table_keeps_cohorts_apart_and_pairs_the_differences(tmp_path: Pa
     assert table.loc["better", "f1_diff"] == pytest.approx(f1["better"] - f1["bf"])
     assert table.loc["better", "f1_diff_lo"] > 0 and bool(table.loc["better", "f1_diff_excludes_0"])
     assert table.loc["bf", "f1_diff"] == 0 and table.loc["bf", "reference"] == "bf"
+    # counts over all 16 patients: the error-free variant's calls equal the truth, inside every interval
+    assert table.loc["better", "count_mae"] == 0 and table.loc["better", "estimate_coverage"] == 1
+    counts = pd.concat([pd.read_csv(f / "bf" / "counts.csv") for f in (a, b)])
+    miss = (counts["called_ctc"] - counts["true_ctc"]).abs()
+    assert table.loc["bf", "count_mae"] == pytest.approx(miss.mean())
+    assert table.loc["bf", "estimate_coverage"] == pytest.approx((miss <= 1).mean())
     # each cohort's own difference is repeated from its table
     assert table.loc["better", "c1_f1_diff"] == pytest.approx(0.1)
     assert table.loc["better", "c2_f1_diff"] == pytest.approx(0.1)

@@ -99,6 +99,25 @@ def _pooled_predictions(sources: list[dict[str, Any]], variant: str) -> pd.DataF
     return pd.concat(parts, ignore_index=True)
 
 
+def _count_row(sources: list[dict[str, Any]], variant: str) -> dict[str, Any]:
+    """Per-patient count errors over every cohort's held-out patients: MAE of the called count and of the
+    reported estimate, and the share of patients whose 95% interval holds the true count (NaN without truth)."""
+    from ..evaluate import coverage_summary
+
+    files = [s["path"] / variant / "counts.csv" for s in sources]
+    counts = (
+        pd.concat([pd.read_csv(f, dtype={"sample_id": str}) for f in files], ignore_index=True)
+        if all(f.is_file() for f in files)
+        else pd.DataFrame()
+    )
+    summary = coverage_summary(counts) if "true_ctc" in counts else {}
+    return {
+        "count_mae": summary.get("called_mae", float("nan")),
+        "estimate_mae": summary.get("estimate_mae", float("nan")),
+        "estimate_coverage": summary.get("estimate_coverage", float("nan")),
+    }
+
+
 def _metric_row(frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
     from ..evaluate import evaluate_predictions
 
@@ -147,6 +166,10 @@ def _markdown(table: pd.DataFrame, sources: list[dict[str, Any]], n_boot: int, s
             "" if r else d for r, d in zip(is_ref, _intervals(table, "pr_auc_diff", True), strict=True)
         ],
     }
+    shown["count MAE called / estimate"] = [
+        f"{a:.2f} / {b:.2f}" for a, b in zip(table["count_mae"], table["estimate_mae"], strict=True)
+    ]
+    shown["count 95% interval coverage"] = ["" if pd.isna(c) else f"{c:.0%}" for c in table["estimate_coverage"]]
     for i in range(1, len(sources) + 1):
         shown[f"F1 - {ref}, c{i}"] = [
             "" if r or pd.isna(d) else f"{d:+.3f}" for r, d in zip(is_ref, table[f"c{i}_f1_diff"], strict=True)
@@ -165,9 +188,10 @@ def _markdown(table: pd.DataFrame, sources: list[dict[str, Any]], n_boot: int, s
         f"({int(table['patients'].iloc[0])} patients), each cell called by its own fold's model at that fold's "
         f"threshold; {interval} ({n_boot} resamples, seed {seed}). `F1 - {ref}`: the difference of pooled F1 from "
         "the reference on the same patients, with a paired interval (patients resampled once for both); * marks "
-        "intervals that exclude 0. The last columns repeat each cohort's own difference, from its `table.csv`.\n\n"
-        + to_markdown(pd.DataFrame(shown))
-        + "\n"
+        "intervals that exclude 0. Counts per held-out patient (each cohort's `VARIANT/counts.csv`): mean "
+        "absolute error of the called count and of the reported estimate, and the share of patients whose 95% "
+        "interval holds the true count. The last columns repeat each cohort's own F1 difference, from its "
+        "`table.csv`.\n\n" + to_markdown(pd.DataFrame(shown)) + "\n"
     )
 
 
@@ -181,8 +205,9 @@ def pool_comparisons(
     log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Pool finished ``cv``/``ablate`` folders run on different cohorts (see the module docstring) into ``out``:
-    ``table.csv`` (one row per variant: patients, pooled F1/PR-AUC/ROC-AUC with intervals, the paired
-    differences from the reference and each cohort's own F1 difference), ``table.md`` and :data:`POOL_FILE`."""
+    ``table.csv`` (one row per variant: patients, pooled F1/PR-AUC/ROC-AUC with intervals, count errors and
+    interval coverage over all patients, the paired differences from the reference and each cohort's own F1
+    difference), ``table.md`` and :data:`POOL_FILE`."""
     from .._version import __version__
 
     if len(comparisons) < 2:
@@ -197,7 +222,13 @@ def pool_comparisons(
     paired = paired_to_reference(frames, n_boot=n_boot, seed=seed)
     rows = []
     for v in variants:
-        row = {"variant": v, "cohorts": len(sources), **_metric_row(frames[v], n_boot, seed), **paired[v]}
+        row = {
+            "variant": v,
+            "cohorts": len(sources),
+            **_metric_row(frames[v], n_boot, seed),
+            **_count_row(sources, v),
+            **paired[v],
+        }
         for i, s in enumerate(sources, start=1):
             rows_i = s["rows"]
             row[f"c{i}_f1"] = float(rows_i.loc[v, "pooled_f1"])
