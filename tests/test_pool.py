@@ -104,6 +104,10 @@ def test_pooling_refuses_what_would_mislead(tmp_path: Path):
         pool_comparisons([a, other_rows], out)
     with pytest.raises(CtcidError, match="no table.csv"):
         pool_comparisons([a, unfinished], out)
+    broken = _comparison(tmp_path / "broken", "sha256:ddd", seed=5)
+    (broken / "table.csv").write_text("not,a\ncomparison,table\n")
+    with pytest.raises(CtcidError, match="not a comparison table"):
+        pool_comparisons([a, broken], out)
     with pytest.raises(CtcidError, match="at least two"):
         pool_comparisons([a], out)
     assert not out.exists() and not list(tmp_path.glob(".pooled*"))

@@ -44,7 +44,12 @@ def _source(path: Path) -> dict[str, Any]:
         raise CtcidError(
             "is not a finished comparison (no table.csv): run `ctcid cv` or `ctcid ablate` to its end", path
         )
-    table = pd.read_csv(table_file)
+    try:
+        table = pd.read_csv(table_file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        table = pd.DataFrame()
+    if not {"variant", "pooled_f1"} <= set(table.columns) or table.empty:
+        raise CtcidError("is not a comparison table (no variant and pooled_f1 columns)", table_file)
     variants = table["variant"].astype(str).tolist()
     reference = str(table["reference"].iloc[0]) if "reference" in table else variants[0]
     prints = set()
