@@ -44,7 +44,7 @@ from ctcid.evaluate import (
     train_val_split,
     write_fold_table,
 )
-from ctcid.evaluate.metrics import _metrics_from_weights
+from ctcid.evaluate.metrics import _metrics_from_weights, _patient_weights
 
 
 def cohort(n_patients: int = 20, cells: int = 30, seed: int = 0, unlabelled: int = 0):
@@ -327,6 +327,32 @@ def test_bootstrap_resamples_patients_not_cells():
     # one patient with a CTC: "auto" cannot resample patients and says so
     auto = bootstrap_metrics(y, p, 0.5, ids, n_boot=200, seed=0).set_index("metric")
     assert auto.loc["recall", "interval"] == "cells"
+
+
+def test_stratified_bootstrap_keeps_each_stratum_size():
+    # Stratum "x": 6 patients with every CTC found; stratum "y": 4 patients with none found. Resampled within
+    # strata, every resample holds 6 patients of x and 4 of y, so recall is exactly 0.6 each time; resampled
+    # together the mix varies and so does recall.
+    ids = np.repeat([f"P{i}" for i in range(10)], 10)
+    y = np.tile(np.r_[np.ones(3), np.zeros(7)], 10).astype(int)
+    found = np.isin(ids, [f"P{i}" for i in range(6)])
+    p = np.where(found & (y == 1), 0.9, 0.1)
+    strata = {f"P{i}": "x" if i < 6 else "y" for i in range(10)}
+    kw = {"n_boot": 500, "seed": 0, "interval": "patients"}
+    st = bootstrap_metrics(y, p, 0.5, ids, strata=strata, **kw).set_index("metric")
+    assert st.loc["recall", "lo"] == st.loc["recall", "hi"] == st.loc["recall", "value"] == 0.6
+    free = bootstrap_metrics(y, p, 0.5, ids, **kw).set_index("metric")
+    assert free.loc["recall", "lo"] < 0.45 and free.loc["recall", "hi"] > 0.75
+    assert free.loc["recall", "value"] == 0.6
+
+    w = _patient_weights(np.random.default_rng(0), 10, 200, np.r_[np.zeros(6), np.ones(4)].astype(np.int64))
+    assert (w[:, :6].sum(1) == 6).all() and (w[:, 6:].sum(1) == 4).all() and w[:, :6].max() > 1
+    # without strata the draws are those of a plain patient bootstrap
+    plain = _patient_weights(np.random.default_rng(3), 10, 50)
+    draws = np.random.default_rng(3).integers(0, 10, size=(50, 10))
+    assert (plain == np.stack([np.bincount(d, minlength=10) for d in draws])).all()
+    with pytest.raises(CtcidError, match="no stratum for patient.*P9"):
+        bootstrap_metrics(y, p, 0.5, ids, strata={k: v for k, v in strata.items() if k != "P9"}, **kw)
 
 
 def test_cell_bootstrap_stays_within_patients():

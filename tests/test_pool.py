@@ -91,6 +91,23 @@ def test_pooled_table_keeps_cohorts_apart_and_pairs_the_differences(tmp_path: Pa
     assert "16 patients" in md and "| better" in md and " *" in md
 
 
+def test_pooled_intervals_resample_patients_within_cohorts(tmp_path: Path):
+    # The reference calls every cell of cohort a right and a third of cohort b's wrong. Resampled within cohorts,
+    # every resample keeps 8 patients of each, so its F1 varies less than when a resample can draw mostly a or
+    # mostly b; the point estimates are the same either way.
+    a = _comparison(tmp_path / "a", "sha256:aaa", seed=1, flip=0.0)
+    b = _comparison(tmp_path / "b", "sha256:bbb", seed=2, flip=0.35)
+    st = pool_comparisons([a, b], tmp_path / "st", n_boot=600).set_index("variant")
+    free = pool_comparisons([a, b], tmp_path / "free", n_boot=600, stratify=False).set_index("variant")
+    width = lambda t, c, v="bf": t.loc[v, f"{c}_hi"] - t.loc[v, f"{c}_lo"]  # noqa: E731
+    assert width(st, "pooled_f1") < 0.8 * width(free, "pooled_f1")
+    assert width(st, "f1_diff", "better") < 0.8 * width(free, "f1_diff", "better")
+    assert st.loc["bf", "pooled_f1"] == free.loc["bf", "pooled_f1"]
+    assert json.loads((tmp_path / "st" / "pool.json").read_text())["resampling"] == "patients within each cohort"
+    assert "within each cohort" in (tmp_path / "st" / "table.md").read_text()
+    assert "within each cohort" not in (tmp_path / "free" / "table.md").read_text()
+
+
 def test_pooling_refuses_what_would_mislead(tmp_path: Path):
     a = _comparison(tmp_path / "a", "sha256:aaa", seed=1)
     same = _comparison(tmp_path / "same", "sha256:aaa", seed=3)

@@ -138,13 +138,22 @@ def pool(
     out: Annotated[Path, typer.Option("--out", help="Folder for the pooled table.")],
     n_boot: Annotated[int, typer.Option(help="Patient resamples of each interval.", min=100)] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
+    stratify: Annotated[
+        bool,
+        typer.Option(
+            "--stratify/--no-stratify",
+            help="Resample patients within each cohort (keeping every cohort's size), or all together.",
+        ),
+    ] = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Pool comparisons of the same variants run on different cohorts: F1, PR-AUC and paired differences over
     all their held-out patients, beside each cohort's own difference."""
     from ..workflows import pool_comparisons
 
-    table = pool_comparisons(comparisons, out, n_boot=n_boot, seed=seed, overwrite=overwrite, log=_ui.note)
+    table = pool_comparisons(
+        comparisons, out, n_boot=n_boot, seed=seed, stratify=stratify, overwrite=overwrite, log=_ui.note
+    )
     _ui.pooled(table, out)
 
 

@@ -351,14 +351,46 @@ def interval_note(method: str, n_patients: int, n_ctc_patients: int) -> str:
     )
 
 
+def _patient_strata(names: np.ndarray, strata: Mapping[str, object] | None) -> np.ndarray | None:
+    """The stratum (an index) of each patient in ``names``, or None without strata; every patient must have one."""
+    if strata is None:
+        return None
+    missing = [str(n) for n in names if str(n) not in strata]
+    if missing:
+        raise CtcidError(f"no stratum for patient(s) {', '.join(missing[:5])}")
+    _, index = np.unique(np.asarray([str(strata[str(n)]) for n in names]), return_inverse=True)
+    return index.astype(np.int64)
+
+
+def _patient_weights(
+    rng: np.random.Generator, n_pat: int, n_boot: int, pstrata: np.ndarray | None = None
+) -> np.ndarray:
+    """How many times each patient is drawn in each of ``n_boot`` resamples, ``[n_boot, n_pat]``. Without strata
+    each resample draws ``n_pat`` patients from all of them; with ``pstrata`` (each patient's stratum) it draws as
+    many from each stratum as the stratum holds, so every resample keeps the strata's sizes."""
+    if pstrata is None:
+        draws = rng.integers(0, n_pat, size=(n_boot, n_pat))
+    else:
+        order = np.argsort(pstrata, kind="stable")  # patients grouped by stratum
+        sizes = np.bincount(pstrata)
+        start = np.r_[0, np.cumsum(sizes)[:-1]]
+        slot = pstrata[order]  # the stratum each of the n_pat draws comes from
+        draws = order[start[slot] + (rng.random((n_boot, n_pat)) * sizes[slot]).astype(np.int64)]
+    offsets = (draws + (np.arange(n_boot) * n_pat)[:, None]).ravel()
+    return np.bincount(offsets, minlength=n_boot * n_pat).reshape(n_boot, n_pat)
+
+
 def _resample_weights(
-    rng: np.random.Generator, patient: np.ndarray, n_pat: int, n_boot: int, method: str
+    rng: np.random.Generator,
+    patient: np.ndarray,
+    n_pat: int,
+    n_boot: int,
+    method: str,
+    pstrata: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bootstrap weights ``[n_boot, units]`` and the unit of each cell (its patient, or itself)."""
     if method == "patients":
-        draws = rng.integers(0, n_pat, size=(n_boot, n_pat))
-        offsets = (draws + (np.arange(n_boot) * n_pat)[:, None]).ravel()
-        return np.bincount(offsets, minlength=n_boot * n_pat).reshape(n_boot, n_pat), patient
+        return _patient_weights(rng, n_pat, n_boot, pstrata), patient
     n = patient.size
     order = np.argsort(patient, kind="stable")  # cells grouped by patient
     sizes = np.bincount(patient, minlength=n_pat)
@@ -381,6 +413,7 @@ def bootstrap_metrics(
     seed: int = 0,
     ci: float = 0.95,
     interval: str = "auto",
+    strata: Mapping[str, object] | None = None,
 ) -> pd.DataFrame:
     """Point estimates and percentile bootstrap intervals of :func:`classification_metrics`.
 
@@ -405,6 +438,10 @@ def bootstrap_metrics(
         Coverage of the interval (0.95 gives the 2.5th and 97.5th percentiles).
     interval
         ``auto``, ``patients`` or ``cells``.
+    strata
+        Stratum of each patient, by sample id (for example the cohort of each patient when cohorts of fixed size
+        are pooled): patients are then resampled within each stratum, every resample keeping each stratum's
+        number of patients. Ignored when cells are resampled.
 
     Returns
     -------
@@ -436,14 +473,15 @@ def bootstrap_metrics(
     lo = dict.fromkeys(METRICS, np.nan)
     hi = dict.fromkeys(METRICS, np.nan)
     if n_boot > 0:
-        _, patient = np.unique(ids, return_inverse=True)
+        names, patient = np.unique(ids, return_inverse=True)
         n_pat = int(patient.max()) + 1
+        pstrata = _patient_strata(names, strata) if method == "patients" else None
         rng = np.random.default_rng(seed)
         units = n_pat if method == "patients" else y.size
         step = max(1, min(n_boot, 20_000_000 // max(1, units * 8)))
         parts = []
         for a in range(0, n_boot, step):
-            weights, unit = _resample_weights(rng, patient, n_pat, min(step, n_boot - a), method)
+            weights, unit = _resample_weights(rng, patient, n_pat, min(step, n_boot - a), method, pstrata)
             parts.append(_metrics_from_weights(weights, unit, y, s, pred))
         boot = {k: np.concatenate([part[k] for part in parts]) for k in METRICS}
         q = (100 * (1 - ci) / 2, 100 * (1 + ci) / 2)
@@ -470,11 +508,13 @@ def paired_difference(
     n_boot: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
+    strata: Mapping[str, object] | None = None,
 ) -> dict[str, float]:
     """Difference ``metric(a) - metric(b)`` of two models on the same patients, with a paired bootstrap interval:
     each resample draws patients once and scores both models on them, so patient-to-patient variation that both
     share cancels. ``a`` and ``b`` are ``(y_true, p, calls, sample_ids)`` of each model's cells (the same
-    patients; cells may differ in order).
+    patients; cells may differ in order). With ``strata`` (each patient's stratum, by sample id) patients are
+    resampled within each stratum, as in :func:`bootstrap_metrics`.
 
     Returns ``{metric}_diff``, ``{metric}_diff_lo`` and ``{metric}_diff_hi`` for each metric, and the number of
     ``patients``.
@@ -497,9 +537,7 @@ def paired_difference(
     if set(np.unique(sides[0][3])) != set(np.unique(sides[1][3])):
         raise CtcidError("a paired comparison needs both models scored on the same patients")
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(names), size=(n_boot, len(names)))
-    offsets = (draws + (np.arange(n_boot) * len(names))[:, None]).ravel()
-    weights = np.bincount(offsets, minlength=n_boot * len(names)).reshape(n_boot, len(names))
+    weights = _patient_weights(rng, len(names), n_boot, _patient_strata(names, strata))
     weights = np.vstack([np.ones((1, len(names)), np.int64), weights])  # row 0: every patient once
     scores = []
     for y, s, calls, idx in sides:
@@ -526,8 +564,10 @@ def evaluate_predictions(
     n_boot: int = 1000,
     seed: int = 0,
     interval: str = "auto",
+    strata: Mapping[str, object] | None = None,
 ) -> dict:
-    """Metrics with intervals, and a sentence that says how the intervals were made.
+    """Metrics with intervals, and a sentence that says how the intervals were made; ``strata`` as for
+    :func:`bootstrap_metrics`.
 
     ``p`` must be calibrated probabilities and ``threshold`` (or the ``calls``) must come from validation data;
     this function only applies them.
@@ -546,7 +586,9 @@ def evaluate_predictions(
     """
     y = as_binary(y_true)
     ids = as_sample_ids(sample_ids)
-    metrics = bootstrap_metrics(y, p, threshold, ids, calls=calls, n_boot=n_boot, seed=seed, interval=interval)
+    metrics = bootstrap_metrics(
+        y, p, threshold, ids, calls=calls, n_boot=n_boot, seed=seed, interval=interval, strata=strata
+    )
     method = _interval_method(ids, y, interval)
     n_pat, n_ctc_pat = int(np.unique(ids).size), int(np.unique(ids[y == 1]).size)
     return {

@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -416,11 +416,16 @@ def _pool_variant(out: Path, run_dirs: list[Path], base: TrainConfig) -> tuple[d
 
 
 def paired_to_reference(
-    frames: dict[str, pd.DataFrame], *, n_boot: int = 1000, seed: int = 0
+    frames: dict[str, pd.DataFrame],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    strata: Mapping[str, object] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each variant's F1 and PR-AUC difference from the first variant (the reference), on the same held-out
     patients, with a paired patient bootstrap 95% interval, and whether the F1 interval excludes 0; ``frames``
-    are the variants' out-of-fold predictions (``label``, ``p_ctc``, ``call``, ``sample_id``)."""
+    are the variants' out-of-fold predictions (``label``, ``p_ctc``, ``call``, ``sample_id``); ``strata`` (each
+    patient's stratum, by sample id) resamples patients within strata."""
     from ..evaluate import paired_difference
 
     def side(f: pd.DataFrame) -> tuple[Any, Any, Any, Any]:
@@ -431,7 +436,7 @@ def paired_to_reference(
     ref = side(frames[names[0]])
     out = {}
     for name in names:
-        d = paired_difference(side(frames[name]), ref, n_boot=n_boot, seed=seed)
+        d = paired_difference(side(frames[name]), ref, n_boot=n_boot, seed=seed, strata=strata)
         d.pop("patients")
         d["f1_diff_excludes_0"] = bool(d["f1_diff_lo"] > 0 or d["f1_diff_hi"] < 0)
         d["reference"] = names[0]

@@ -6,7 +6,9 @@ site), so a claim that one variant beats another should hold on more than one; a
 few patients for its interval to exclude 0. :func:`pool_comparisons` puts the comparisons' held-out patients
 together, each patient named by its cohort so that patients of different cohorts never merge, and recomputes
 each variant's F1, PR-AUC and ROC-AUC with patient-resampled intervals and each variant's paired difference from
-the reference variant (patients resampled once for both). The per-cohort differences stay beside the pooled one,
+the reference variant (patients resampled once for both). Patients are resampled within their cohort (a stratified
+bootstrap): each cohort's size is fixed by its design, so every resample keeps it, and a cohort that is easier
+than the others cannot come to dominate a resample. The per-cohort differences stay beside the pooled one,
 so a gain carried by one cohort shows. Pooling refuses two comparisons of the same dataset (its fingerprint),
 which would count its patients twice.
 
@@ -123,7 +125,17 @@ def _count_row(sources: list[dict[str, Any]], variant: str) -> dict[str, Any]:
     }
 
 
-def _metric_row(frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+def _strata(frames: dict[str, pd.DataFrame], stratify: bool) -> dict[str, str] | None:
+    """Each pooled patient's cohort, or None to resample all patients together."""
+    if not stratify:
+        return None
+    first = next(iter(frames.values()))
+    return dict(zip(first["sample_id"], first["cohort"], strict=True))
+
+
+def _metric_row(
+    frame: pd.DataFrame, n_boot: int, seed: int, strata: dict[str, str] | None = None
+) -> dict[str, Any]:
     from ..evaluate import evaluate_predictions
 
     lab = frame[frame["label"].isin(["ctc", "wbc"])]
@@ -135,6 +147,7 @@ def _metric_row(frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
         calls=lab["call"].to_numpy(),
         n_boot=n_boot,
         seed=seed,
+        strata=strata,
     )
     m = res["metrics"].set_index("metric")
     row: dict[str, Any] = {"patients": res["n_patients"], "ctc_patients": res["n_ctc_patients"], "cells": len(lab)}
@@ -154,7 +167,9 @@ def _intervals(table: pd.DataFrame, col: str, signed: bool = False) -> list[str]
     ]
 
 
-def _markdown(table: pd.DataFrame, sources: list[dict[str, Any]], n_boot: int, seed: int) -> str:
+def _markdown(
+    table: pd.DataFrame, sources: list[dict[str, Any]], n_boot: int, seed: int, stratify: bool = True
+) -> str:
     from ..evaluate import to_markdown
 
     ref = table["reference"].iloc[0]
@@ -184,7 +199,7 @@ def _markdown(table: pd.DataFrame, sources: list[dict[str, Any]], n_boot: int, s
         for i, s in enumerate(sources, start=1)
     )
     interval = (
-        "intervals resample patients"
+        ("intervals resample patients within each cohort" if stratify else "intervals resample patients")
         if (table["interval"] == "patients").all()
         else "too few patients to resample them, so intervals resample cells within patients and are optimistic"
     )
@@ -206,13 +221,15 @@ def pool_comparisons(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    stratify: bool = True,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Pool finished ``cv``/``ablate`` folders run on different cohorts (see the module docstring) into ``out``:
     ``table.csv`` (one row per variant: patients, pooled F1/PR-AUC/ROC-AUC with intervals, count errors and
     interval coverage over all patients, the paired differences from the reference and each cohort's own F1
-    difference), ``table.md`` and :data:`POOL_FILE`."""
+    difference), ``table.md`` and :data:`POOL_FILE`. ``stratify`` resamples patients within their cohort (the
+    default); without it all patients are resampled together."""
     from .._version import __version__
 
     if len(comparisons) < 2:
@@ -224,13 +241,14 @@ def pool_comparisons(
     variants = sources[0]["variants"]
     say(f"pooling {len(variants)} variants over {len(sources)} cohorts")
     frames = {v: _pooled_predictions(sources, v) for v in variants}
-    paired = paired_to_reference(frames, n_boot=n_boot, seed=seed)
+    strata = _strata(frames, stratify)
+    paired = paired_to_reference(frames, n_boot=n_boot, seed=seed, strata=strata)
     rows = []
     for v in variants:
         row = {
             "variant": v,
             "cohorts": len(sources),
-            **_metric_row(frames[v], n_boot, seed),
+            **_metric_row(frames[v], n_boot, seed, strata),
             **_count_row(sources, v),
             **paired[v],
         }
@@ -249,10 +267,11 @@ def pool_comparisons(
         "reference": sources[0]["reference"],
         "n_boot": n_boot,
         "seed": seed,
+        "resampling": "patients within each cohort" if stratify else "patients of all cohorts together",
         "ctcid": __version__,
     }
     with atomic_dir(out, overwrite) as tmp:
         table.to_csv(tmp / "table.csv", index=False)
-        (tmp / "table.md").write_text(_markdown(table, sources, n_boot, seed))
+        (tmp / "table.md").write_text(_markdown(table, sources, n_boot, seed, stratify))
         (tmp / POOL_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return table
