@@ -7,8 +7,10 @@ few patients for its interval to exclude 0. :func:`pool_comparisons` puts the co
 together, each patient named by its cohort so that patients of different cohorts never merge, and recomputes
 each variant's F1, PR-AUC and ROC-AUC with patient-resampled intervals and each variant's paired difference from
 the reference variant (patients resampled once for both). Patients are resampled within their cohort (a stratified
-bootstrap): each cohort's size is fixed by its design, so every resample keeps it, and a cohort that is easier
-than the others cannot come to dominate a resample. The per-cohort differences stay beside the pooled one,
+bootstrap): each cohort's size is fixed by its design, so every resample keeps it; resampling all patients
+together adds a variation of the cohorts' shares that the design does not have, and in simulation
+(``benchmarks/pool_strata_coverage.py``) widens the paired interval by a quarter, to 98% coverage, when cohorts
+differ in size and in gain. The per-cohort differences stay beside the pooled one,
 so a gain carried by one cohort shows. Pooling refuses two comparisons of the same dataset (its fingerprint),
 which would count its patients twice.
 
