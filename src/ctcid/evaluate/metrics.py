@@ -362,6 +362,23 @@ def _patient_strata(names: np.ndarray, strata: Mapping[str, object] | None) -> n
     return index.astype(np.int64)
 
 
+def _draw_within(rng: np.random.Generator, group: np.ndarray, n_boot: int) -> np.ndarray:
+    """Indices of units drawn with replacement within their group, ``[n_boot, group.size]``: each resample draws
+    as many units from each group as the group holds."""
+    order = np.argsort(group, kind="stable")  # units grouped
+    sizes = np.bincount(group)
+    start = np.r_[0, np.cumsum(sizes)[:-1]]
+    slot = group[order]  # the group each draw comes from
+    return order[start[slot] + (rng.random((n_boot, group.size)) * sizes[slot]).astype(np.int64)]
+
+
+def _draw_counts(draws: np.ndarray, n_units: int) -> np.ndarray:
+    """How many times each unit is drawn in each resample, ``[n_boot, n_units]``."""
+    n_boot = draws.shape[0]
+    offsets = (draws + (np.arange(n_boot) * n_units)[:, None]).ravel()
+    return np.bincount(offsets, minlength=n_boot * n_units).reshape(n_boot, n_units)
+
+
 def _patient_weights(
     rng: np.random.Generator, n_pat: int, n_boot: int, pstrata: np.ndarray | None = None
 ) -> np.ndarray:
@@ -371,13 +388,8 @@ def _patient_weights(
     if pstrata is None:
         draws = rng.integers(0, n_pat, size=(n_boot, n_pat))
     else:
-        order = np.argsort(pstrata, kind="stable")  # patients grouped by stratum
-        sizes = np.bincount(pstrata)
-        start = np.r_[0, np.cumsum(sizes)[:-1]]
-        slot = pstrata[order]  # the stratum each of the n_pat draws comes from
-        draws = order[start[slot] + (rng.random((n_boot, n_pat)) * sizes[slot]).astype(np.int64)]
-    offsets = (draws + (np.arange(n_boot) * n_pat)[:, None]).ravel()
-    return np.bincount(offsets, minlength=n_boot * n_pat).reshape(n_boot, n_pat)
+        draws = _draw_within(rng, pstrata, n_boot)
+    return _draw_counts(draws, n_pat)
 
 
 def _resample_weights(
@@ -391,15 +403,7 @@ def _resample_weights(
     """Bootstrap weights ``[n_boot, units]`` and the unit of each cell (its patient, or itself)."""
     if method == "patients":
         return _patient_weights(rng, n_pat, n_boot, pstrata), patient
-    n = patient.size
-    order = np.argsort(patient, kind="stable")  # cells grouped by patient
-    sizes = np.bincount(patient, minlength=n_pat)
-    start = np.r_[0, np.cumsum(sizes)[:-1]]
-    slot_pat = patient[order]
-    draws = start[slot_pat] + (rng.random((n_boot, n)) * sizes[slot_pat]).astype(np.int64)
-    cells = order[draws]
-    offsets = (cells + (np.arange(n_boot) * n)[:, None]).ravel()
-    return np.bincount(offsets, minlength=n_boot * n).reshape(n_boot, n), np.arange(n)
+    return _draw_counts(_draw_within(rng, patient, n_boot), patient.size), np.arange(patient.size)
 
 
 def bootstrap_metrics(
