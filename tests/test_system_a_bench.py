@@ -118,3 +118,130 @@ def test_markdown_shows_where_training_kept_its_weights():
     # records written before the column existed keep their old layout
     old = system_a_markdown(_record(0.85, 0.02))
     assert "best epoch" not in old
+
+
+@pytest.mark.slow
+def test_bench_on_two_cohort_seeds_pools_them_and_resumes(tmp_path):
+    import json
+
+    from ctcid.bench.system_a import bench_system_a
+    from ctcid.synth import SynthConfig
+
+    cohort = SynthConfig(patients=6, cells_per_patient=24, ctc_fraction=0.2, difficulty="easy", size=32)
+    training = TrainConfig(
+        model="resnet10t", channels=["BF"], input_size=32, epochs=1, patience=1, batch_size=32, n_folds=2,
+        n_boot=50, lr=3e-3,
+    )  # fmt: skip
+    kw = {"cohort": cohort, "training": training, "architectures": ()}
+    rec = bench_system_a(tmp_path / "w", variants=["bf", "bf+aug+dapi"], cohort_seeds=[1, 2], **kw)
+    assert list(rec["cohorts"]) == ["1", "2"] and not rec["resumed"]
+    assert list(rec["variants"]) == ["bf", "bf+aug+dapi"] and rec["config"]["cohort_seeds"] == [1, 2]
+    full = rec["variants"]["bf+aug+dapi"]
+    assert full["patients"] == 12 and full["cells"] == 2 * 6 * 24
+    # the pooled table carries each cohort's own row, and the pooled difference is paired on the same patients
+    for i, seed in enumerate(["1", "2"]):
+        own = rec["cohorts"][seed]["variants"]["bf+aug+dapi"]
+        assert full["cohort_f1"][i] == pytest.approx(own["f1"])
+        assert full["cohort_f1_diff"][i] == pytest.approx(own["f1_diff"])
+    assert full["f1_diff_lo"] <= full["f1_diff"] <= full["f1_diff_hi"]
+    assert rec["variants"]["bf"]["f1_diff"] == 0.0
+    every = rec["checks"]["full_recipe_f1_diff_interval_above_0_on_every_cohort"]
+    assert every == all(c["variants"]["bf+aug+dapi"]["f1_diff_lo"] > 0 for c in rec["cohorts"].values())
+    assert (tmp_path / "w" / "cohort1" / "ablate" / "table.csv").is_file()
+    assert json.loads((tmp_path / "w" / "pooled" / "pool.json").read_text())
+    assert any(c.startswith("ctcid pool ablate1 ablate2 --out pooled") for c in rec["commands"])
+    assert any(
+        "--variants bf,bf+aug+dapi" in c and c.startswith("ctcid ablate ds2 ablate2") for c in rec["commands"]
+    )
+
+    text = system_a_markdown(rec)
+    assert "# System A on 2 `easy` cohorts" in text and "### All 2 cohorts pooled (12 patients)" in text
+    assert "### Cohort seed 1" in text and "### Cohort seed 2" in text
+    row = next(line for line in text.splitlines() if line.startswith("| bf+aug+dapi |"))
+    assert f"| {full['cohort_f1_diff'][0]:+.3f} | {full['cohort_f1_diff'][1]:+.3f} |" in row
+
+    # a second call finds every run finished: nothing trains again, the record is the same
+    run = tmp_path / "w" / "cohort2" / "ablate" / "bf" / "fold0" / "run.json"
+    before = run.stat().st_mtime_ns
+    again = bench_system_a(tmp_path / "w", variants=["bf", "bf+aug+dapi"], cohort_seeds=[1, 2], **kw)
+    assert again["resumed"] and run.stat().st_mtime_ns == before
+    assert again["variants"] == rec["variants"] and "this call resumed finished runs" in system_a_markdown(again)
+
+
+def test_bench_refuses_an_ablation_without_the_compared_rows_or_a_single_seed(tmp_path):
+    from ctcid.bench.system_a import bench_system_a
+    from ctcid.config import ConfigError
+
+    with pytest.raises(ConfigError, match="must include bf\\+aug\\+dapi"):
+        bench_system_a(tmp_path / "w", variants=["bf", "bf+aug"], architectures=())
+    with pytest.raises(ConfigError, match="must include bf and bf\\+aug\\+dapi"):
+        bench_system_a(tmp_path / "w", variants=["bf+aug"], architectures=())
+    for seeds in ([3, 3], [3]):
+        with pytest.raises(ConfigError, match="two different seeds"):
+            bench_system_a(tmp_path / "w", cohort_seeds=seeds, architectures=())
+    assert not (tmp_path / "w").exists()  # refused before anything was rendered
+
+
+def test_cli_names_a_cohort_seed_that_is_not_a_number(tmp_path, capsys):
+    from ctcid.cli import run
+
+    with pytest.raises(SystemExit) as info:
+        run(["bench", "system-a", str(tmp_path / "w"), "--cohort-seeds", "5,six"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--cohort-seeds" in err and "whole numbers" in err
+    assert "Traceback" not in err and not (tmp_path / "w").exists()
+
+
+def _pool_table(diffs: list[float], lo: float) -> pd.DataFrame:
+    """A pooled table (``ctcid pool``) of bf and the full recipe over two cohorts."""
+    full = 0.78 + sum(diffs) / 2
+    return pd.DataFrame(
+        {
+            "variant": ["bf", "bf+aug+dapi"],
+            "cohorts": [2, 2],
+            "patients": [48, 48],
+            "cells": [5760, 5760],
+            **{f"pooled_{k}": [0.78, full] for k in ("f1", "pr_auc", "roc_auc")},
+            **{f"pooled_{k}_lo": [0.7, full - 0.06] for k in ("f1", "pr_auc", "roc_auc")},
+            **{f"pooled_{k}_hi": [0.85, full + 0.05] for k in ("f1", "pr_auc", "roc_auc")},
+            "f1_diff": [0.0, full - 0.78],
+            "f1_diff_lo": [0.0, lo],
+            "f1_diff_hi": [0.0, full - 0.7],
+            "pr_auc_diff": [0.0, 0.02],
+            "pr_auc_diff_lo": [0.0, -0.01],
+            "pr_auc_diff_hi": [0.0, 0.05],
+            "f1_diff_excludes_0": [False, lo > 0],
+            "reference": ["bf", "bf"],
+            "c1_f1": [0.76, 0.76 + diffs[0]],
+            "c1_f1_diff": [0.0, diffs[0]],
+            "c2_f1": [0.8, 0.8 + diffs[1]],
+            "c2_f1_diff": [0.0, diffs[1]],
+        }
+    )
+
+
+def test_markdown_of_pooled_cohorts_shows_each_cohorts_difference_beside_the_pooled_one():
+    from ctcid.bench.system_a import pooled_record
+
+    rec = _record(0.85, 0.02)
+    rec["variants"] = pooled_record(_pool_table([0.07, 0.03], 0.025))
+    full = rec["variants"]["bf+aug+dapi"]
+    assert full["cohort_f1_diff"] == pytest.approx([0.07, 0.03]) and full["f1_diff"] == pytest.approx(0.05)
+    assert set(full) >= {"f1", "pr_auc", "f1_diff", "f1_diff_lo", "f1_diff_hi", "patients"}
+    own = variant_record(_table(["bf", "bf+aug+dapi"], [0.76, 0.83], [0.0, 0.02]))
+    rec["cohorts"] = {"5": {"variants": own}, "6": {"variants": own}}
+    rec["resumed"] = True
+    text = system_a_markdown(rec)
+    assert text.startswith("# System A on 2 `medium` cohorts") and "cohort seeds 5, 6" in text
+    row = next(line for line in text.splitlines() if line.startswith("| bf+aug+dapi |"))
+    assert row == (
+        "| bf+aug+dapi | 0.830 | 0.830 [0.770, 0.880] | 0.830 [0.770, 0.880] | +0.050 [+0.025, +0.130] * "
+        "| +0.020 [-0.010, +0.050] | +0.070 | +0.030 |"
+    )
+    assert "### All 2 cohorts pooled (48 patients)" in text and text.count("### Cohort seed") == 2
+    assert "on cohort seed 5; differences against resnet34" in text
+    assert "this call resumed finished runs" in text and "from start to end" not in text
+    # a pooled difference whose interval reaches 0 carries no mark
+    rec["variants"] = pooled_record(_pool_table([0.07, -0.03], -0.01))
+    row = next(line for line in system_a_markdown(rec).splitlines() if line.startswith("| bf+aug+dapi |"))
+    assert " * " not in row and row.endswith("| +0.070 | -0.030 |")

@@ -398,6 +398,7 @@ def parse_list(text: str | None, option: str) -> list[str] | None:
     items = [p.strip() for p in text.split(",") if p.strip()]
     if not items:
         raise CtcidError(f"{option} needs at least one name")
-    if len(set(items)) != len(items):
-        raise CtcidError(f"{option} names a channel twice: {text}")
+    twice = sorted({i for i in items if items.count(i) > 1})
+    if twice:
+        raise CtcidError(f"{option} names {', '.join(twice)} twice: {text}")
     return items

@@ -18,7 +18,7 @@ import typer
 
 from .. import bench
 from ..bench.system_a import ARCHITECTURES, bench_system_a, default_cohort, default_training, system_a_markdown
-from ..config import parse_list
+from ..config import ConfigError, parse_list
 from ..errors import CtcidError
 from . import _ui
 from ._app import JobsOpt, JsonOutOpt, WorkersOpt, bench_app
@@ -217,6 +217,17 @@ def bench_system_a_cmd(
     arch_input_size: Annotated[int, typer.Option(help="Input size of the architecture comparison.")] = 32,
     arch_epochs: Annotated[int, typer.Option(help="Epochs of the architecture comparison.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed of the cohort, the folds and the training.")] = 0,
+    variants: Annotated[
+        str,
+        typer.Option(help="Train only these rows of the ablation (bf and bf+aug+dapi among them; empty: all)."),
+    ] = "",
+    cohort_seeds: Annotated[
+        str,
+        typer.Option(
+            help="Two or more cohort seeds, comma-separated: one cohort each (--seed then seeds only the folds "
+            "and the training), pooled with patients resampled within their cohort; empty: one cohort."
+        ),
+    ] = "",
     jobs: JobsOpt = 1,
     out: JsonOutOpt = None,
     markdown: MarkdownOpt = None,
@@ -224,6 +235,13 @@ def bench_system_a_cmd(
     """System A's ablation and architecture comparison on a medium cohort, with paired intervals."""
     from ..io import atomic_write_text
 
+    seeds = parse_list(cohort_seeds, "--cohort-seeds") if cohort_seeds.strip() else None
+    try:
+        cohort_seed_list = [int(s) for s in seeds] if seeds else None
+    except ValueError as exc:
+        raise ConfigError(
+            "cohort_seeds", f"must be whole numbers, got {cohort_seeds!r}", "--cohort-seeds"
+        ) from exc
     result = bench_system_a(
         work,
         cohort=default_cohort().replace(patients=patients, cells_per_patient=cells_per_patient, seed=seed),
@@ -232,6 +250,8 @@ def bench_system_a_cmd(
         ),
         architectures=tuple(parse_list(architectures, "--architectures") or ()) if architectures.strip() else (),
         arch_size=(arch_input_size, arch_epochs),
+        variants=parse_list(variants, "--variants") if variants.strip() else None,
+        cohort_seeds=cohort_seed_list,
         jobs=jobs,
         log=_ui.note,
     )
