@@ -407,48 +407,38 @@ def system_a_markdown(record: dict[str, Any]) -> str:
         "doubles the samples, not the steps), no early stopping; augmentation strengths measured on each fold's "
         "training patients (`augment.json` in every run folder)."
     )
+    paired = (
+        "differences are paired (each resample draws patients once and scores both rows on them); * marks F1 "
+        f"differences whose interval excludes 0. {took}"
+    )
     if cohorts:
+        title = f"# System A on {len(cohorts)} `{cfg['preset']}` cohorts ({_machine(m)})"
         seeds = ", ".join(cohorts)
-        lines = [
-            f"# System A on {len(cohorts)} `{cfg['preset']}` cohorts ({_machine(m)})",
-            "",
+        about = (
             f"{len(cohorts)} cohorts of {cfg['patients']} patients x {cfg['cells_per_patient']} cells "
             f"(cohort seeds {seeds}; {cfg['cells']} cells in all, {cfg['ctc_fraction']:.0%} CTCs on average, "
-            f"{cfg['size']} px crops); in each, {record['folds']} patient-grouped folds (seed {cfg['seed']}), the "
-            "same for every row. Values are pooled out of fold over the held-out patients; F1 intervals resample "
-            f"patients ({cfg['n_boot']} resamples), within their cohort where cohorts are pooled; differences "
-            "are paired (each resample draws patients once and scores both rows on them); * marks F1 differences "
-            f"whose interval excludes 0. {took}",
-            "",
-            "## Ablation (bright field at test time)",
-            "",
-            training,
-            "",
+            f"{cfg['size']} px crops); in each, {record['folds']} patient-grouped folds (seed {cfg['seed']}), "
+            "the same for every row. Values are pooled out of fold over the held-out patients; F1 intervals "
+            f"resample patients ({cfg['n_boot']} resamples), within their cohort where cohorts are pooled; "
+            + paired
+        )
+        tables = [
             f"### All {len(cohorts)} cohorts pooled ({next(iter(v.values()))['patients']} patients)",
             "",
             *_pooled_table(v, record["bf_only"], list(cohorts)),
-            "",
         ]
         for seed, c in cohorts.items():
-            lines += [f"### Cohort seed {seed}", "", *_table(c["variants"], record["bf_only"]), ""]
+            tables += ["", f"### Cohort seed {seed}", "", *_table(c["variants"], record["bf_only"])]
     else:
-        lines = [
-            f"# System A on a `{cfg['preset']}` cohort ({_machine(m)})",
-            "",
+        title = f"# System A on a `{cfg['preset']}` cohort ({_machine(m)})"
+        about = (
             f"{cfg['patients']} patients x {cfg['cells_per_patient']} cells ({cfg['cells']} cells, "
             f"{cfg['ctc_fraction']:.0%} CTCs on average, {cfg['size']} px crops, seed {cfg['seed']}); "
             f"{record['folds']} patient-grouped folds, the same for every row. Values are pooled out of fold over "
-            f"all held-out patients; F1 intervals resample patients ({cfg['n_boot']} resamples); differences "
-            "are paired (each resample draws patients once and scores both rows on them); * marks F1 differences "
-            f"whose interval excludes 0. {took}",
-            "",
-            "## Ablation (bright field at test time)",
-            "",
-            training,
-            "",
-            *_table(v, record["bf_only"]),
-            "",
-        ]
+            f"all held-out patients; F1 intervals resample patients ({cfg['n_boot']} resamples); {paired}"
+        )
+        tables = _table(v, record["bf_only"])
+    lines = [title, "", about, "", "## Ablation (bright field at test time)", "", training, "", *tables, ""]
     if "architectures" in record:
         arch = record["architectures"]
         lines += [
