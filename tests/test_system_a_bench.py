@@ -245,3 +245,27 @@ def test_markdown_of_pooled_cohorts_shows_each_cohorts_difference_beside_the_poo
     rec["variants"] = pooled_record(_pool_table([0.07, -0.03], -0.01))
     row = next(line for line in system_a_markdown(rec).splitlines() if line.startswith("| bf+aug+dapi |"))
     assert " * " not in row and row.endswith("| +0.070 | -0.030 |")
+
+
+def test_commands_name_the_one_bench_call_only_where_its_options_reach_the_configuration():
+    from ctcid.bench.system_a import _commands, default_cohort, default_training
+
+    synth, cfg = default_cohort().replace(patients=24), default_training().replace(epochs=24, patience=24)
+    arch = cfg.replace(input_size=32, epochs=6)
+    lines = _commands(synth, cfg, arch, (), ["bf", "bf+aug+dapi"], [5, 6])
+    assert lines[0].startswith("# all at once: ctcid bench system-a WORK --patients 24 --cells-per-patient 120")
+    assert "--epochs 24 --input-size 40 --architectures ''" in lines[0]
+    assert lines[0].endswith("--seed 0 --variants bf,bf+aug+dapi --cohort-seeds 5,6; or by hand:")
+    assert lines[1].endswith("--seed 5")
+    assert lines[-1] == "ctcid pool ablate5 ablate6 --out pooled --n-boot 1000 --seed 0"
+    one = _commands(synth, cfg, arch, ("resnet34",))
+    assert "--architectures 'resnet34'" in one[0] and one[-1].startswith("ctcid cv ds architectures")
+    # what the bench call cannot set: the commands by hand only
+    for other_synth, other_cfg in [
+        (synth.replace(difficulty="hard"), cfg),
+        (synth, cfg.replace(batch_size=32)),
+        (synth, cfg.replace(patience=5)),
+        (synth.replace(seed=3), cfg),  # one cohort: --seed seeds both
+    ]:
+        assert not _commands(other_synth, other_cfg, arch, ())[0].startswith("#")
+    assert _commands(synth.replace(seed=3), cfg, arch, (), None, [3, 4])[0].startswith("#")

@@ -137,10 +137,25 @@ def _commands(
     variants: list[str] | None = None,
     cohort_seeds: list[int] | None = None,
 ) -> list[str]:
-    """The ``ctcid`` command lines that make the same runs by hand (one cohort, or one per seed and the pool)."""
+    """The ``ctcid`` command lines that make the same runs by hand (one cohort, or one per seed and the pool),
+    after the one ``ctcid bench system-a`` call that makes them all where its options reach the configuration."""
     common = f"--folds {cfg.n_folds} --seed {cfg.seed} --batch-size {cfg.batch_size} --n-boot {cfg.n_boot}"
     only = f" --variants {','.join(variants)}" if variants else ""
     lines = []
+    base, plain = default_cohort(), default_training()
+    reach = [(getattr(synth, k), getattr(base, k)) for k in ("ctc_fraction", "difficulty", "size")]
+    reach += [(getattr(cfg, k), getattr(plain, k)) for k in ("batch_size", "n_boot", "model", "channels")]
+    reach.append((cfg.patience, cfg.epochs))
+    if not cohort_seeds:  # one cohort: --seed seeds the cohort too
+        reach.append((synth.seed, cfg.seed))
+    if all(a == b for a, b in reach):
+        seeds = f" --cohort-seeds {','.join(map(str, cohort_seeds))}" if cohort_seeds else ""
+        lines.append(
+            f"# all at once: ctcid bench system-a WORK --patients {synth.patients} --cells-per-patient "
+            f"{synth.cells_per_patient} --folds {cfg.n_folds} --epochs {cfg.epochs} --input-size {cfg.input_size} "
+            f"--architectures '{','.join(architectures)}' --arch-input-size {arch_cfg.input_size} --arch-epochs "
+            f"{arch_cfg.epochs} --seed {cfg.seed}{only}{seeds}; or by hand:"
+        )
     for s in cohort_seeds or [synth.seed]:
         tag = str(s) if cohort_seeds else ""
         lines += [
