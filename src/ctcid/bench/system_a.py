@@ -235,6 +235,11 @@ def _seeds(cohort_seeds: list[int] | None) -> list[int] | None:
     return seeds
 
 
+def _steps(per_fold: pd.DataFrame) -> list[int]:
+    """The distinct optimiser-step budgets of a comparison's folds."""
+    return sorted({int(s) for s in per_fold["steps"].dropna()})
+
+
 def _training_seconds(runs: list[Path]) -> float:
     """Seconds spent training every run under the comparison folders ``runs`` (the sum of their epochs' times in
     ``history.csv``), whether in this call or in an earlier one that this call resumed."""
@@ -291,7 +296,7 @@ def bench_system_a(
         "bf_only": BF_ONLY,
         "full_recipe": FULL_RECIPE,
     }
-    steps = sorted({int(s) for t in tables for s in t.per_fold["steps"].dropna()})
+    steps = _steps(pd.concat([t.per_fold for t in tables]))
     if seeds:
         say(f"pooling {len(seeds)} cohorts")
         pooled = pool_comparisons(
@@ -304,7 +309,7 @@ def bench_system_a(
             v = variant_record(t.table)
             record["cohorts"][str(s)] = {
                 "variants": v,
-                "steps_per_fold": sorted({int(x) for x in t.per_fold["steps"].dropna()}),
+                "steps_per_fold": _steps(t.per_fold),
                 "checks": _checks(v),
             }
     else:
