@@ -408,3 +408,31 @@ def test_two_process_ddp_on_cpu_matches_one_process(small_store: Path, tmp_path:
     ds = CellDataset.open(small_store)
     split = train_val_split(ds.table["sample_id"].to_numpy(), ds.labels(), val_fraction=0.25, seed=0)
     assert set(preds["cell_id"]) == set(ds.table["cell_id"].iloc[split.val])
+
+
+@pytest.mark.parametrize(
+    ("max_epochs", "max_steps", "current", "shown"),
+    [(-1, 696, 23, "Epoch 24/24"), (30, -1, 0, "Epoch 1/30"), (-1, -1, 4, "Epoch 5")],
+)
+def test_progress_counts_epochs_of_a_step_budget(max_epochs, max_steps, current, shown):
+    """Lightning's bar shows 'Epoch 23/-2' when a step budget sets max_epochs=-1; ours counts the epochs the
+    budget fills (29 batches an epoch here), from 1."""
+    from types import SimpleNamespace
+
+    from ctcid.train.callbacks import EpochProgress
+
+    bar = EpochProgress(leave=False)
+    bar._trainer = SimpleNamespace(max_epochs=max_epochs, max_steps=max_steps, num_training_batches=29)
+    assert bar._get_train_description(current).strip() == shown
+
+
+def test_history_of_an_epoch_cut_short_by_the_step_budget(small_store: Path, tmp_path: Path):
+    """A step budget that ends inside an epoch: that epoch trains but is not validated, so its row must not
+    repeat the previous epoch's validation metrics."""
+    ds = CellDataset.open(small_store)
+    split = _split(ds)
+    per_epoch = -(-len(split.train) // FAST.batch_size)
+    fit(ds, split, replace(FAST, epochs=30, max_steps=per_epoch + 1), tmp_path / "run")
+    hist = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert hist["epoch"].tolist() == [1, 2] and hist["train_loss"].notna().all()
+    assert hist["val_pr_auc"].notna().tolist() == [True, False]

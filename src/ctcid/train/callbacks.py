@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -10,11 +11,11 @@ from typing import Any
 import lightning.pytorch as pl
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
 from ..io._atomic import atomic_write_text
 
-__all__ = ["AtomicLastCheckpoint", "BestWeights", "EpochEarlyStopping", "History", "SamplerEpoch"]
+__all__ = ["AtomicLastCheckpoint", "BestWeights", "EpochEarlyStopping", "EpochProgress", "History", "SamplerEpoch"]
 
 
 def _replayed_epoch_end(trainer: pl.Trainer) -> bool:
@@ -38,16 +39,49 @@ class SamplerEpoch(pl.Callback):
         self.sampler.set_epoch(trainer.current_epoch)
 
 
+def planned_epochs(max_epochs: int | None, max_steps: int, batches_per_epoch: float) -> int | None:
+    """The epochs a run will train for, counted from 1: ``max_epochs``, or with a step budget (Lightning then
+    runs with ``max_epochs=-1``) the epochs that budget fills; ``None`` where neither says.
+
+    >>> [planned_epochs(e, s, 29) for e, s in [(30, -1), (-1, 696), (-1, 700), (-1, -1)]]
+    [30, 24, 25, None]
+    """
+    if max_epochs is not None and max_epochs > 0:
+        return max_epochs
+    if max_steps > 0 and 0 < batches_per_epoch < math.inf:
+        return math.ceil(max_steps / batches_per_epoch)
+    return None
+
+
+class EpochProgress(RichProgressBar):
+    """Lightning's rich progress bar, with epochs counted from 1 out of those the run will train: a run with a
+    step budget shows ``Epoch 24/24`` where Lightning's own bar shows ``Epoch 23/-2``."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        t = self.trainer
+        total = planned_epochs(t.max_epochs, t.max_steps, t.num_training_batches)
+        text = f"Epoch {current_epoch + 1}" + (f"/{total}" if total else "")
+        return f"{text:{len(self.validation_description)}}"
+
+
 class History(pl.Callback):
-    """One row per epoch (losses, validation metrics, learning rate, seconds), written to ``history.csv``."""
+    """One row per epoch (losses, validation metrics, learning rate, seconds), written to ``history.csv``.
+
+    An epoch cut short by the step budget (``max_steps`` not a whole number of epochs) ends without a validation;
+    its row leaves the validation columns empty rather than repeat the last epoch's."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.rows: list[dict[str, float]] = []
         self._t0 = time.perf_counter()
+        self._validated = False
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t0 = time.perf_counter()
+        self._validated = False
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated = not trainer.sanity_checking
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if _replayed_epoch_end(trainer):  # its row was written before the checkpoint
@@ -55,7 +89,7 @@ class History(pl.Callback):
         m = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch + 1}
         for key in ("train_loss", "val_loss", "val_pr_auc", "val_f1"):
-            if key in m:
+            if key in m and (self._validated or not key.startswith("val_")):
                 row[key] = float(m[key])
         row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else float("nan")
         row["seconds"] = round(time.perf_counter() - self._t0, 3)

@@ -194,7 +194,14 @@ def _trainer(run: TrainingRun, s: _Setup, accelerator: str, precision: str) -> t
     import lightning.pytorch as pl
 
     from ..augment import BatchAugment
-    from .callbacks import AtomicLastCheckpoint, BestWeights, EpochEarlyStopping, History, SamplerEpoch
+    from .callbacks import (
+        AtomicLastCheckpoint,
+        BestWeights,
+        EpochEarlyStopping,
+        EpochProgress,
+        History,
+        SamplerEpoch,
+    )
     from .module import CTCClassifier
 
     cfg, out = run.cfg, run.out
@@ -223,9 +230,7 @@ def _trainer(run: TrainingRun, s: _Setup, accelerator: str, precision: str) -> t
         EpochEarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience, check_finite=False),
     ]
     if cfg.progress:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=False))
+        callbacks.append(EpochProgress(leave=False))
     trainer = pl.Trainer(
         max_epochs=cfg.epochs if cfg.max_steps is None else -1,
         max_steps=cfg.max_steps or -1,
