@@ -218,6 +218,11 @@ def test_cv_and_ablation_tables(small_store: Path, tmp_path: Path, capsys: pytes
     assert len(res.per_fold) == 4 and set(res.per_fold["fold"]) == {0, 1}
     md = (tmp_path / "abl" / "table.md").read_text()
     assert "| bf+aug+dapi |" in md and "±" in md
+    # the reference row is not compared with itself; the other row shows its paired difference
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| bf")}
+    assert "| —" in rows["bf"] and "+0.000 [+0.000, +0.000]" not in rows["bf"]
+    d = res.table.set_index("variant").loc["bf+aug+dapi"]
+    assert f"{d['f1_diff']:+.3f} [{d['f1_diff_lo']:+.3f}, {d['f1_diff_hi']:+.3f}]" in rows["bf+aug+dapi"]
     # each fold's kept epoch and last training loss come from its run folder and reach the table
     for _, r in res.per_fold.iterrows():
         run = json.loads((tmp_path / "abl" / r["variant"] / f"fold{r['fold']}" / "run.json").read_text())

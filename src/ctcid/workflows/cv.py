@@ -494,8 +494,10 @@ def _table_markdown(
                 for v, lo, hi in zip(table["pooled_f1"], table["pooled_f1_lo"], table["pooled_f1_hi"], strict=True)
             ],
             f"F1 vs {table['reference'].iloc[0]} [95% CI]": [
-                f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{' *' if x else ''}"
-                for d, lo, hi, x in zip(
+                "—" if name == ref else f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{' *' if x else ''}"
+                for name, ref, d, lo, hi, x in zip(
+                    table["variant"],
+                    table["reference"],
                     table["f1_diff"],
                     table["f1_diff_lo"],
                     table["f1_diff_hi"],
