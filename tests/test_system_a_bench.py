@@ -120,6 +120,23 @@ def test_markdown_shows_where_training_kept_its_weights():
     assert "best epoch" not in old
 
 
+def test_record_of_a_table_read_back_from_csv_has_no_nan_verdict(tmp_path):
+    t = _table(["resnet34", "resnet50"], [0.68, 0.74], [0.0, 0.01])
+    t["best_epoch_median"], t["epochs_run_median"] = [3.0, 3.0], [6.0, 6.0]
+    t["final_train_loss"], t["convergence"] = [0.52, 0.54], ["", "may need more steps"]
+    t.to_csv(tmp_path / "table.csv", index=False)
+    rec = variant_record(pd.read_csv(tmp_path / "table.csv"))  # the empty verdict comes back as NaN
+    assert rec["resnet34"]["convergence"] == "" and rec["resnet50"]["convergence"] == "may need more steps"
+    notes = [
+        line
+        for line in system_a_markdown({**_record(0.85, 0.02), "architectures": rec}).splitlines()
+        if line.startswith("- `resnet")
+    ]
+    assert notes == [
+        "- `resnet50`: may need more steps (kept epoch 3 of 6, median over folds; training loss 0.540 at the end)."
+    ]
+
+
 @pytest.mark.slow
 def test_bench_on_two_cohort_seeds_pools_them_and_resumes(tmp_path):
     import json

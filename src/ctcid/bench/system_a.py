@@ -82,7 +82,8 @@ def variant_record(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
             entry["epochs_run"] = float(row["epochs_run_median"])
             loss = row.get("final_train_loss")
             entry["final_train_loss"] = None if pd.isna(loss) else float(loss)
-            entry["convergence"] = str(row.get("convergence") or "")
+            verdict = row.get("convergence")  # empty in a table.csv read back: NaN, which is truthy
+            entry["convergence"] = str(verdict) if isinstance(verdict, str) else ""
         out[str(row["variant"])] = entry
     return out
 
