@@ -31,6 +31,33 @@ def test_system_a_backbones_adapt_to_channels(name: str, in_chans: int):
     assert out.shape == (2, 1)
 
 
+@pytest.mark.parametrize("name", SYSTEM_A_BACKBONES)
+def test_one_logit_head_starts_near_zero(name: str):
+    # timm initialises EfficientNet's classifier by its fan-out: with one logit, weights in U(-1, 1) and
+    # initial logits of standard deviation ~15 (a first training loss near 10)
+    torch.manual_seed(0)
+    model = create_model(name, in_chans=1).train()
+    with torch.no_grad():
+        logits = model(torch.rand(32, 1, 32, 32))
+    assert float(logits.std()) < 1.0 and float(logits.abs().mean()) < 2.0
+
+
+def test_fan_in_head_leaves_default_heads_untouched():
+    import timm
+
+    from ctcid.models.registry import _fan_in_head
+
+    torch.manual_seed(0)
+    resnet = timm.create_model("resnet18", num_classes=1)
+    before = resnet.get_classifier().weight.clone()
+    _fan_in_head(resnet)
+    assert torch.equal(resnet.get_classifier().weight, before)
+    eff = timm.create_model("efficientnet_b0", num_classes=1)
+    assert float(eff.get_classifier().weight.detach().std()) > 0.3  # timm's fan-out init
+    _fan_in_head(eff)
+    assert float(eff.get_classifier().weight.detach().std()) < 1 / 1280**0.5
+
+
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(CtcidError, match="unknown model 'resnet35'.*similar: resnet"):
         create_model("resnet35")

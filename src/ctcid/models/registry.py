@@ -142,9 +142,28 @@ def create_model(
             )
         except TypeError as exc:
             raise CtcidError(f"bad option for model {name}: {exc}") from None
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        if not pretrained or num_classes != cfg.get("num_classes"):  # the classifier is new, not loaded
+            _fan_in_head(model)
     if weights is not None:
         load_weights(model, weights)
     return model
+
+
+def _fan_in_head(model: nn.Module) -> None:
+    """Re-draw a new linear classifier whose weights are larger than PyTorch's fan-in default allows.
+
+    timm's EfficientNet and MobileNet families initialise the classifier by its fan-out (Google's scheme),
+    ``U(-1/sqrt(num_classes), 1/sqrt(num_classes))``: with one logit every weight is drawn from ``U(-1, 1)``,
+    so an EfficientNet-B4 starts with logits of standard deviation about 15 and a training loss near 10, and
+    spends its first epochs undoing that. A head whose weights' standard deviation exceeds ``1/sqrt(fan_in)``
+    (PyTorch's default ``nn.Linear`` init stays below it, at ``1/sqrt(3 fan_in)``) is re-drawn with that
+    default; other heads (ResNet, DenseNet, ConvNeXt, ViT) are left exactly as timm made them.
+    """
+    get = getattr(model, "get_classifier", None)
+    head = get() if callable(get) else None
+    if isinstance(head, nn.Linear) and float(head.weight.detach().std()) * head.in_features**0.5 > 1.0:
+        head.reset_parameters()
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
