@@ -83,7 +83,7 @@ def variant_record(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
             loss = row.get("final_train_loss")
             entry["final_train_loss"] = None if pd.isna(loss) else float(loss)
             verdict = row.get("convergence")  # empty in a table.csv read back: NaN, which is truthy
-            entry["convergence"] = str(verdict) if isinstance(verdict, str) else ""
+            entry["convergence"] = verdict if isinstance(verdict, str) else ""
         out[str(row["variant"])] = entry
     return out
 
